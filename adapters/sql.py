@@ -1,0 +1,83 @@
+"""A thin SQL facade for read models.
+
+On PostgreSQL read models live in the event store's schema and use its connection pool. On
+SQLite they live in a second file next to the events (`postline.db` -> `postline-views.db`):
+SQLite has one writer at a time per file, and the projector's writes must not hold up the
+accept path's commits. Statements are written once with `?` placeholders and `{name}` markers,
+and prepared for the dialect: `{table}` becomes a schema-qualified name on PostgreSQL, `{ts}` a
+timestamp type, `{for_update}` a row lock where the database has one.
+"""
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.sqlite import SQLiteDatastore
+
+from adapters.eventstore import PostgresEventStore, SQLiteEventStore
+from adapters.multirow import insert_rows
+
+_MARKER = re.compile(r"\{([a-z_]+)\}")
+
+_TYPES = {
+    "sqlite": {"ts": "TEXT", "for_update": "", "bigint": "INTEGER"},
+    "postgres": {"ts": "TIMESTAMPTZ", "for_update": "FOR UPDATE", "bigint": "BIGINT"},
+}
+
+
+class SqlDatabase:
+    """Run read-model SQL in the event store's database."""
+
+    def __init__(self, recorder: SQLiteEventStore | PostgresEventStore) -> None:
+        self.datastore: Any
+        if isinstance(recorder, PostgresEventStore):
+            self.dialect = "postgres"
+            self.schema = recorder.datastore.schema
+            self.datastore = recorder.datastore
+        else:
+            self.dialect = "sqlite"
+            self.schema = ""
+            self.datastore = SQLiteDatastore(
+                views_path(recorder.datastore.pool.db_name), lock_timeout=10
+            )
+
+    def close(self) -> None:
+        if self.dialect == "sqlite":
+            self.datastore.close()
+
+    def prepare(self, statement: str) -> str:
+        """Adapt a statement written with `?` and `{markers}` to this database."""
+        types = _TYPES[self.dialect]
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in types:
+                return types[name]
+            return f'"{self.schema}"."{name}"' if self.schema else name
+
+        prepared = _MARKER.sub(replace, statement)
+        return prepared.replace("?", "%s") if self.dialect == "postgres" else prepared
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Any]:
+        """A cursor in a transaction; committed on success when `commit`, else rolled back."""
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def insert(self, cursor: Any, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """`head VALUES (...) tail` for every row: one multi-row statement per chunk on SQLite,
+        a pipelined executemany on PostgreSQL. `head` and `tail` use `{markers}`."""
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            insert_rows(cursor.sqlite_cursor, self.prepare(head), rows, self.prepare(tail))
+        else:
+            values = "(" + ", ".join(["?"] * len(rows[0])) + ")"
+            cursor.executemany(self.prepare(f"{head} VALUES {values} {tail}"), rows)
+
+
+def views_path(events_path: str) -> str:
+    """The read-model file that goes with an SQLite event store file."""
+    stem, dot, suffix = events_path.rpartition(".")
+    return f"{stem}-views.{suffix}" if dot and "/" not in suffix else f"{events_path}-views"

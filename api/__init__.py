@@ -1,0 +1,1 @@
+"""Entry points: the HTTP API (litestar) and the `postline` command line."""

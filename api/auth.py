@@ -1,0 +1,33 @@
+"""API token authentication: `Authorization: Bearer <token>` or `Api-Token: <token>`."""
+
+from typing import Any
+
+from litestar import Request
+
+from api.errors import Unauthorized
+from engine.accounts import Principal
+from engine.runtime import Runtime
+
+
+def token_of(request: Request[Any, Any, Any]) -> str | None:
+    """The API token a request carries, if any."""
+    headers = request.headers
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        value = value.strip()
+        return value if scheme.lower() == "bearer" and value else None
+    token = headers.get("api-token", "").strip()
+    return token or None
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+    """The caller's principal, or Unauthorized. Runs before the body is read."""
+    token = token_of(request)
+    if token is None:
+        raise Unauthorized
+    runtime: Runtime = request.app.state.runtime
+    principal = runtime.auth.cached(token) or await runtime.run(runtime.auth.authenticate, token)
+    if principal is None:
+        raise Unauthorized
+    return principal

@@ -1,0 +1,210 @@
+"""The `postline` command line."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from api.app import VERSION
+from engine.accounts import UnknownAccount, issue_token
+from engine.bootstrap import bootstrap
+from engine.errors import StoreUnavailable
+from engine.runtime import Runtime
+from engine.settings import InvalidDatabaseUrl, data_dir, store_url
+
+log = logging.getLogger("postline")
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="sqlite:///path.db or postgresql://user@host:port/db "
+        "(default: $POSTLINE_DATABASE_URL, else SQLite in the data folder)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data folder (default: $POSTLINE_DATA_DIR, else ./postline-data)",
+    )
+
+
+def _json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postline", description="Event-sourced email delivery engine."
+    )
+    parser.add_argument("--version", action="version", version=f"postline {VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API and every background role")
+    _store_arguments(serve)
+    serve.add_argument(
+        "--http",
+        default="127.0.0.1:8025",
+        metavar="HOST:PORT",
+        help="HTTP listener (default 127.0.0.1:8025; port 0 picks a free port)",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="certificate (PEM) to serve HTTPS")
+    serve.add_argument("--tls-key", metavar="FILE", help="private key (PEM) for --tls-cert")
+    serve.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="create an account and token on first run and print how to use them",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    serve.add_argument(
+        "--enable-noop-endpoint",
+        action="store_true",
+        help="serve POST /api/_noop, the benchmark's framework ceiling",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long to let open requests finish (default 10)",
+    )
+    serve.add_argument(
+        "--wait-for-database",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the database at start-up (default 60)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    boot = commands.add_parser(
+        "bootstrap", help="create the first account and API token (idempotent)"
+    )
+    _store_arguments(boot)
+    _json_argument(boot)
+
+    tokens = commands.add_parser("tokens", help="manage API tokens")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="issue an API token for an account")
+    _store_arguments(create)
+    create.add_argument("--account", type=int, required=True, metavar="ID", help="account id")
+    create.add_argument("--name", required=True, help="a name to recognise the token by")
+    _json_argument(create)
+
+    replay = commands.add_parser("replay", help="rebuild every read model from the event log")
+    _store_arguments(replay)
+    _json_argument(replay)
+    return parser
+
+
+def _open(args: argparse.Namespace) -> tuple[Runtime, Path]:
+    folder = data_dir(args.data_dir)
+    url = store_url(args.database_url, folder)
+    return Runtime(url), folder
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    runtime, folder = _open(args)
+    try:
+        credentials = bootstrap(runtime.store, folder)
+    finally:
+        runtime.close()
+    _print(
+        args,
+        {"account_id": credentials["account_id"], "api_token": credentials["api_token"]},
+        f"account {credentials['account_id']}\napi token {credentials['api_token']}",
+    )
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    runtime, _ = _open(args)
+    try:
+        issued = issue_token(runtime.store, args.account, args.name, created_by="postline cli")
+    except UnknownAccount as error:
+        print(f"postline: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        runtime.close()
+    _print(
+        args,
+        {
+            "id": issued.token_id,
+            "account_id": issued.account_id,
+            "name": issued.name,
+            "token": issued.token,
+        },
+        f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
+        f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    runtime, _ = _open(args)
+    results = {}
+    try:
+        runtime.start()
+        head = runtime.store.head()
+        for projector in runtime.projectors:
+            name = projector.projection.name
+            done = projector.rebuild(progress=None if args.json else _progress(name, head))
+            results[name] = done
+            if not args.json:
+                print(f"\r{name}: rebuilt from {done} events{' ' * 20}", file=sys.stderr)
+    finally:
+        runtime.close()
+    _print(
+        args,
+        {"log_position": head, "projections": results},
+        f"read models rebuilt up to log position {head}",
+    )
+    return 0
+
+
+def _progress(name: str, head: int) -> Any:
+    def report(position: int) -> None:
+        share = 100 * position / head if head else 100
+        print(f"\r{name}: {share:5.1f}% ({position}/{head})", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "warning").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            from api.server import serve
+
+            return serve(args)
+        if args.command == "bootstrap":
+            return cmd_bootstrap(args)
+        if args.command == "tokens":
+            return cmd_tokens_create(args)
+        if args.command == "replay":
+            return cmd_replay(args)
+    except InvalidDatabaseUrl as error:
+        print(f"postline: invalid database URL: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as error:
+        print(f"postline: the database is unavailable: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure domain model: aggregates, events, value objects and policies. No I/O."""

@@ -1,0 +1,1 @@
+"""The runtime: event-store application, command handlers, group committer, roles."""

@@ -1,0 +1,120 @@
+"""Wiring for a running Postline: event store, committer, authenticator, acceptor, projectors."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from eventsourcing.persistence import PersistenceError
+
+from adapters.database import StoreUrl
+from domain.limits import DEFAULT_LIMITS, SendLimits
+from engine.accept import Acceptor
+from engine.accounts import Authenticator
+from engine.committer import GroupCommitter
+from engine.errors import StoreUnavailable
+from engine.store import EventStore
+from projections.email_logs import EmailLogs
+from projections.runner import Projector
+
+log = logging.getLogger("postline.runtime")
+
+T = TypeVar("T")
+
+PROJECTION_POLL_SECONDS = 0.5
+# After a partial batch, let new events accumulate briefly: fewer, larger read-model
+# transactions cost far less than one per commit under load.
+PROJECTION_COALESCE_SECONDS = 0.05
+READ_YOUR_WRITES_TIMEOUT = 2.0
+
+
+class Runtime:
+    """Everything one Postline process runs, started and stopped together."""
+
+    def __init__(
+        self, url: StoreUrl, *, limits: SendLimits = DEFAULT_LIMITS, io_threads: int = 8
+    ) -> None:
+        self.store = EventStore(url)
+        self.committer = GroupCommitter(self.store)
+        self.auth = Authenticator(self.store)
+        self.acceptor = Acceptor(self.committer, limits)
+        self.limits = limits
+        self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
+        self.projectors = [self.email_logs]
+        self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
+        self._wakes: list[asyncio.Event] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Create read-model tables and start the committer (synchronous part of start-up)."""
+        for projector in self.projectors:
+            projector.create_schema()
+        self.committer.start()
+
+    async def start_background(self) -> None:
+        """Start the projector loops on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self.committer.on_commit(self._poke)
+        for projector in self.projectors:
+            wake = asyncio.Event()
+            self._wakes.append(wake)
+            self._tasks.append(asyncio.create_task(self._follow(projector, wake)))
+
+    async def stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def close(self) -> None:
+        self.committer.stop()
+        self._executor.shutdown(wait=True)
+        self.store.close()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking store work on the I/O thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    async def read_your_writes(self, projector: Projector) -> bool:
+        """Wait until `projector` has seen everything committed before this call."""
+        head = await self.run(self.store.head)
+        deadline = time.monotonic() + READ_YOUR_WRITES_TIMEOUT
+        while await self.run(projector.position) < head:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    def _poke(self) -> None:
+        if self._loop is not None:
+            for wake in self._wakes:
+                self._loop.call_soon_threadsafe(wake.set)
+
+    async def _follow(self, projector: Projector, wake: asyncio.Event) -> None:
+        name = projector.projection.name
+        while True:
+            wake.clear()
+            try:
+                consumed = await self.run(projector.run_once)
+            except asyncio.CancelledError:
+                raise
+            except (PersistenceError, StoreUnavailable) as error:
+                log.warning("projection %s paused: store unavailable (%s)", name, error)
+                await asyncio.sleep(1.0)
+                continue
+            except Exception:
+                log.exception("projection %s failed; retrying in 5 s", name)
+                await asyncio.sleep(5.0)
+                continue
+            if consumed >= projector.batch_size:
+                continue
+            if consumed:
+                await asyncio.sleep(PROJECTION_COALESCE_SECONDS)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), PROJECTION_POLL_SECONDS)

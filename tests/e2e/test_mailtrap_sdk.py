@@ -1,0 +1,128 @@
+"""The official `mailtrap` SDK against `postline serve` over HTTPS, unchanged."""
+
+import gc
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import mailtrap as mt
+import mailtrap.client
+import pytest
+import trustme
+
+from tests.support.process import Serve, postline
+
+
+@pytest.fixture
+def https_server(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Serve, str, str]]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(cert_file, append=True)
+    cert.private_key_pem.write_to_path(key_file)
+    ca.cert_pem.write_to_path(ca_file)
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    data = tmp_path / "data"
+    boot = postline("bootstrap", "--json", "--data-dir", str(data), env=env)
+    credentials = json.loads(boot.stdout)
+    server = Serve(
+        "--tls-cert",
+        str(cert_file),
+        "--tls-key",
+        str(key_file),
+        "--data-dir",
+        str(data),
+        env=env,
+        log=tmp_path / "serve.log",
+    )
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    host = server.url.removeprefix("https://")
+    monkeypatch.setattr(mailtrap.client, "GENERAL_HOST", host)
+    try:
+        yield server, credentials["api_token"], str(credentials["account_id"])
+    finally:
+        gc.collect()  # close the SDK's pooled TLS connections before the server shuts down
+        assert server.stop() == 0
+
+
+def test_send_batch_send_and_read_back_through_the_sdk(
+    https_server: tuple[Serve, str, str],
+) -> None:
+    server, token, account_id = https_server
+    host = server.url.removeprefix("https://")
+    client = mt.MailtrapClient(token=token, api_host=host, account_id=account_id)
+
+    sent = client.send(
+        mt.Mail(
+            sender=mt.Address(email="hello@example.com", name="SDK test"),
+            to=[mt.Address(email="a@example.com"), mt.Address(email="b@example.com")],
+            cc=[mt.Address(email="c@example.com")],
+            subject="Hello from the SDK",
+            text="Plain",
+            html="<p>HTML</p>",
+            category="sdk",
+            custom_variables={"order": "1001"},
+            headers={"X-Test": "yes"},
+            attachments=[
+                mt.Attachment(content=b"SGVsbG8=", filename="hello.txt", mimetype="text/plain")
+            ],
+        )
+    )
+    assert sent["success"] is True
+    assert len(sent["message_ids"]) == 3
+
+    batch = client.batch_send(
+        mt.BatchSendEmailParams(
+            base=mt.BatchMail(
+                sender=mt.Address(email="news@example.com"),
+                subject="News",
+                text="Monthly news",
+                category="newsletter",
+            ),
+            requests=[
+                mt.BatchEmailRequest(to=[mt.Address(email=f"r{i}@example.com")]) for i in range(3)
+            ],
+        )
+    )
+    assert batch["success"] is True
+    assert [len(r["message_ids"]) for r in batch["responses"]] == [1, 1, 1]
+
+    logs = client.email_logs_api.email_logs
+    first = logs.get_by_id(sent["message_ids"][2])
+    assert (first.to, first.from_, first.status) == (
+        "c@example.com",
+        "hello@example.com",
+        "enqueued",
+    )
+    assert (first.category, first.custom_variables) == ("sdk", {"order": "1001"})
+    assert [e.event_type for e in first.events] == ["sending"]
+    batched = logs.get_by_id(batch["responses"][1]["message_ids"][0])
+    assert (batched.to, batched.subject, batched.category) == (
+        "r1@example.com",
+        "News",
+        "newsletter",
+    )
+
+
+def test_sdk_sees_the_api_errors(https_server: tuple[Serve, str, str]) -> None:
+    server, _, _ = https_server
+    host = server.url.removeprefix("https://")
+    bad = mt.MailtrapClient(token="0" * 32, api_host=host)
+    try:
+        bad.send(
+            mt.Mail(
+                sender=mt.Address(email="a@example.com"),
+                to=[mt.Address(email="b@example.com")],
+                subject="s",
+                text="t",
+            )
+        )
+    except mt.AuthorizationError as error:
+        errors = error.errors
+    else:
+        pytest.fail("an unknown token was accepted")
+    assert errors == ["Unauthorized"]

@@ -1,0 +1,69 @@
+"""`postline` as a separate process, the way users run it."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def postline(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a `postline` command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=cwd or ROOT,
+        timeout=120,
+    )
+
+
+class Serve:
+    """`postline serve` on an ephemeral port; `.url`, `.banner`; stop with `.stop()`."""
+
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, log: Path
+    ) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--http", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            cwd=cwd or ROOT,
+        )
+        self.banner: list[str] = []
+        self.url = ""
+        deadline = time.monotonic() + 60
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            if line.startswith("Listening on "):
+                self.url = line.split()[-1]
+                break
+            self.banner.append(line.rstrip("\n"))
+        if not self.url:
+            self.stop()
+            raise RuntimeError(f"postline serve did not start:\n{log.read_text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+        return self.process.returncode
