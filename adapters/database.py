@@ -5,10 +5,16 @@
 `schema` parameter lets several installations share one PostgreSQL database.
 """
 
+import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from eventsourcing.persistence import OperationalError
 
 DEFAULT_URL = "sqlite:///postline-data/postline.db"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -105,3 +111,40 @@ def eventsourcing_env(
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
         "APPLICATION_RECORDER_TOPIC": "adapters.eventstore:PostgresEventStore",
     }
+
+
+@contextmanager
+def schema_lock(store: StoreUrl) -> Iterator[None]:
+    """Serialise table creation between processes starting at the same time.
+
+    PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe under concurrency (two sessions can
+    both decide to create and one fails on a catalog unique index), so start-up takes a
+    session-level advisory lock per schema. On SQLite, switching a new file to WAL mode fails
+    with "database is locked" while another process opens it, so start-up holds an exclusive
+    lock on a companion `.lock` file.
+    """
+    if store.dialect != "postgres":
+        Path(store.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{store.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    try:
+        conn = psycopg.connect(
+            host=store.host,
+            port=store.port,
+            user=store.user,
+            password=store.password,
+            dbname=store.dbname,
+            connect_timeout=3,
+            autocommit=True,
+        )
+    except psycopg.OperationalError as error:
+        raise OperationalError(str(error)) from error
+    with conn:
+        # Released when the connection closes, even if start-up fails half-way.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"postline-schema:{store.schema}",))
+        yield

@@ -65,16 +65,32 @@ class SqlDatabase:
         with self.datastore.transaction(commit=commit) as cursor:
             yield cursor
 
-    def insert(self, cursor: Any, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-        """`head VALUES (...) tail` for every row: one multi-row statement per chunk on SQLite,
-        a pipelined executemany on PostgreSQL. `head` and `tail` use `{markers}`."""
+    def insert(
+        self,
+        cursor: Any,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        tail: str = "",
+    ) -> None:
+        """Insert `rows` into `{table}`; `columns` are `(name, SQL type)` pairs.
+
+        SQLite: multi-row VALUES statements (see adapters.multirow). PostgreSQL: one statement
+        over typed arrays (`unnest`), which psycopg sends in binary from C; row-by-row
+        `executemany` spends ~80 us of Python per row. `tail` (e.g. ON CONFLICT) uses markers.
+        """
         if not rows:
             return
+        names = ", ".join(name for name, _ in columns)
         if self.dialect == "sqlite":
-            insert_rows(cursor.sqlite_cursor, self.prepare(head), rows, self.prepare(tail))
-        else:
-            values = "(" + ", ".join(["?"] * len(rows[0])) + ")"
-            cursor.executemany(self.prepare(f"{head} VALUES {values} {tail}"), rows)
+            head = self.prepare(f"INSERT INTO {{{table}}} ({names})")
+            insert_rows(cursor.sqlite_cursor, head, rows, self.prepare(tail))
+            return
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
+        statement = self.prepare(
+            f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({arrays}) {tail}"  # noqa: S608
+        )
+        cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
 
 def views_path(events_path: str) -> str:

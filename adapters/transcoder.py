@@ -33,8 +33,12 @@ class MsgspecTranscoder(JSONTranscoder):
         if kind in _PLAIN:
             return o
         if kind is dict:
+            if all(type(v) in _PLAIN for v in o.values()):
+                return o  # nothing to tag: no copy
             return {k: v if type(v) in _PLAIN else self._tag(v) for k, v in o.items()}
         if kind is list or kind is tuple:
+            if all(type(v) in _PLAIN for v in o):
+                return o
             return [v if type(v) in _PLAIN else self._tag(v) for v in o]
         transcoding = self.types.get(kind)
         if transcoding is None:
@@ -55,7 +59,12 @@ class MsgspecTranscoder(JSONTranscoder):
                         "Please register a custom transcoding for this type."
                     )
                 return transcoding.decode(self._untag(o["_data_"]))
-            return {k: v if type(v) in _PLAIN else self._untag(v) for k, v in o.items()}
+            for key, value in o.items():  # decoded fresh: safe to update in place
+                if type(value) not in _PLAIN:
+                    o[key] = self._untag(value)
+            return o
         if kind is list:
-            return [v if type(v) in _PLAIN else self._untag(v) for v in o]
+            for index, value in enumerate(o):
+                if type(value) not in _PLAIN:
+                    o[index] = self._untag(value)
         return o

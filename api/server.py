@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 import logging
 import shlex
 import signal
@@ -151,7 +152,21 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path.
+
+    Everything allocated at start-up is moved out of the collector's sight (`gc.freeze`), and
+    young-generation collections run every 10,000 allocations instead of 700: each request
+    allocates hundreds of short-lived objects, and at the default threshold the collector ran
+    several times per request batch, adding tens of milliseconds to tail latency.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def _run(main: Any) -> None:
+    _tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - platforms without uvloop

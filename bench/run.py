@@ -119,21 +119,27 @@ def parse_wrk(output: str) -> dict:
     }
 
 
-def run_wrk(url: str, script: Path, connections: int, threads: int, seconds: float) -> dict:
-    cmd = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        url,
-    ]
+def run_wrk(
+    url: str,
+    script: Path,
+    connections: int,
+    threads: int,
+    seconds: float,
+    server: "Server | None" = None,
+    per_request: int = 1,
+) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    cmd += ["--latency", "--timeout", "10s", "-s", str(script), url]
+    cpu = server.cpu_seconds() if server else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if server is not None and result["requests"]:
+        # CPU the server spent per message: far steadier than throughput on a shared machine.
+        used = server.cpu_seconds() - cpu
+        result["server_cpu_us_per_message"] = round(
+            used * 1e6 / (result["requests"] * per_request), 1
+        )
+    return result
 
 
 class Server:
@@ -184,6 +190,11 @@ class Server:
         if not self.base:
             raise RuntimeError(f"postline serve did not start; see {data_dir / 'serve.log'}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict:
         with urllib.request.urlopen(self.base + "/readyz", timeout=10) as r:
             return json.load(r)
@@ -222,11 +233,12 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
     try:
         script = wrk_script(server.token, spec["body"], work)
         c, t = spec["connections"], spec["threads"]
+        per = spec["per_request"]
         run_wrk(server.base + spec["noop"], script, c, t, warmup)
-        noop = run_wrk(server.base + spec["noop"], script, c, t, seconds)
+        noop = run_wrk(server.base + spec["noop"], script, c, t, seconds, server, per)
         run_wrk(server.base + spec["path"], script, c, t, warmup)
         before = server.stats()["commits"]
-        real = run_wrk(server.base + spec["path"], script, c, t, seconds)
+        real = run_wrk(server.base + spec["path"], script, c, t, seconds, server, per)
         after = server.stats()["commits"]
         committed = after["events"] - before["events"]
         transactions = after["transactions"] - before["transactions"]
@@ -234,7 +246,6 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
         server.stop()
         if store == "postgres":
             pg_schema("drop", schema)
-    per = spec["per_request"]
     accepted = (real["requests"] - real["non_2xx"]) * per
     result = {
         "scenario": name,
@@ -302,7 +313,9 @@ def summary(r: dict) -> str:
         f"{r['scenario']:<10} {r['store']:<9} postline {r['messages_per_s']:>9,.0f} msgs/s "
         f"(p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms) | no-op {r['noop_messages_per_s']:>9,.0f}"
         f" msgs/s | ratio {r['ratio_to_noop']:.2f} | non-2xx {p['non_2xx']} | "
-        f"durable {r['durable']} | {r['events_per_transaction']} events/txn"
+        f"durable {r['durable']} | {r['events_per_transaction']} events/txn | server CPU/msg "
+        f"{p.get('server_cpu_us_per_message')} us vs no-op "
+        f"{r['noop'].get('server_cpu_us_per_message')} us"
     )
 
 

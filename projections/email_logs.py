@@ -21,7 +21,35 @@ def timestamp(value: datetime | str) -> str:
 
 
 def _stored_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width ISO 8601 in UTC, so that text comparison orders it (SQLite)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+LOG_COLUMNS = (
+    ("message_id", "text"),
+    ("account_id", "bigint"),
+    ("status", "text"),
+    ("stream", "text"),
+    ("source", "text"),
+    ("sender", "text"),
+    ("recipient", "text"),
+    ("subject", "text"),
+    ("category", "text"),
+    ("custom_variables", "text"),
+    ("client_ip", "text"),
+    ("sent_at", "timestamptz"),
+    ("size", "bigint"),
+    ("format", "text"),
+    ("head", "text"),
+    ("body", "text"),
+)
+HISTORY_COLUMNS = (
+    ("message_id", "text"),
+    ("position", "bigint"),
+    ("event_type", "text"),
+    ("created_at", "timestamptz"),
+    ("details", "text"),
+)
 
 
 class EmailLogs:
@@ -70,17 +98,15 @@ class EmailLogs:
         )
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
-        accepted = [(position, e) for position, e in events if isinstance(e, Message.Accepted)]
-        if not accepted:
-            return
-        db.insert(
-            cursor,
-            "INSERT INTO {email_logs} (message_id, account_id, status, stream, source, sender,"
-            " recipient, subject, category, custom_variables, client_ip, sent_at, size, format,"
-            " head, body)",
-            [
+        logs, history = [], []
+        for position, e in events:
+            if not isinstance(e, Message.Accepted):
+                continue
+            message_id = str(e.originator_id)
+            at = _stored_time(e.timestamp)
+            logs.append(
                 (
-                    str(e.originator_id),
+                    message_id,
                     e.account_id,
                     "enqueued",
                     e.stream,
@@ -91,32 +117,17 @@ class EmailLogs:
                     e.category,
                     _ENCODER.encode(e.custom_variables).decode(),
                     e.client_ip,
-                    _stored_time(e.timestamp),
+                    at,
                     e.size,
                     e.format,
                     e.head,
                     e.body,
                 )
-                for _, e in accepted
-            ],
-            "ON CONFLICT (message_id) DO NOTHING",
-        )
-        db.insert(
-            cursor,
-            "INSERT INTO {email_log_events}"
-            " (message_id, position, event_type, created_at, details)",
-            [
-                (
-                    str(e.originator_id),
-                    position,
-                    "sending",
-                    _stored_time(e.timestamp),
-                    _ENCODER.encode({"source": e.source, "client_ip": e.client_ip}).decode(),
-                )
-                for position, e in accepted
-            ],
-            "ON CONFLICT DO NOTHING",
-        )
+            )
+            details = _ENCODER.encode({"source": e.source, "client_ip": e.client_ip}).decode()
+            history.append((message_id, position, "sending", at, details))
+        db.insert(cursor, "email_logs", LOG_COLUMNS, logs, "ON CONFLICT (message_id) DO NOTHING")
+        db.insert(cursor, "email_log_events", HISTORY_COLUMNS, history, "ON CONFLICT DO NOTHING")
 
 
 def get_message(db: SqlDatabase, account_id: int, message_id: str) -> dict[str, Any] | None:

@@ -82,3 +82,29 @@ def test_concurrent_writers_are_coalesced_into_few_transactions(runtime: Runtime
         future.result(10)
     assert runtime.committer.batches - before == 1
     assert runtime.committer.events >= 200
+
+
+def test_processes_starting_together_create_the_schema_once(database_url: str, tmp_path) -> None:
+    from engine.settings import store_url
+
+    url = store_url(database_url, tmp_path)
+    runtimes: list[Runtime] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            runtimes.append(Runtime(url))
+        except BaseException as error:
+            errors.append(error)
+
+    import threading
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rt in runtimes:
+        rt.close()
+    assert errors == []
+    assert len(runtimes) == 4
