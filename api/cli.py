@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="FILE", help="certificate (PEM) to serve HTTPS")
     serve.add_argument("--tls-key", metavar="FILE", help="private key (PEM) for --tls-cert")
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP worker processes sharing the listener (default 1: everything in one process)",
+    )
+    serve.add_argument(
+        "--roles",
+        default="api,projector",
+        metavar="ROLES",
+        help="what this process runs: api, projector, or both (default)",
+    )
+    serve.add_argument(
         "--bootstrap",
         action="store_true",
         help="create an account and token on first run and print how to use them",

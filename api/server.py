@@ -2,8 +2,10 @@
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import shlex
 import signal
 import socket
@@ -55,12 +57,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _open_runtime(url: StoreUrl, wait: float) -> Runtime:
+def _open_runtime(url: StoreUrl, wait: float, *, projections: bool = True) -> Runtime:
     deadline = time.monotonic() + wait
     delay = 0.5
     while True:
         try:
-            runtime = Runtime(url)
+            runtime = Runtime(url, projections=projections)
             runtime.start()
         except StoreUnavailable as error:
             if time.monotonic() + delay > deadline:
@@ -82,9 +84,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(base: str, url: StoreUrl, credentials: dict[str, Any] | None) -> str:
+def _banner(base: str, url: StoreUrl, credentials: dict[str, Any] | None, workers: int = 1) -> str:
     lines = [
-        f"Postline {VERSION} is running",
+        f"Postline {VERSION} is running" + (f" ({workers} workers)" if workers > 1 else ""),
         f"  API:    {base}  (transactional: /api/send, bulk stream: /bulk/api/send)",
         f"  Docs:   {base}/docs",
         f"  Store:  {url.display}",
@@ -105,11 +107,18 @@ def _banner(base: str, url: StoreUrl, credentials: dict[str, Any] | None) -> str
     return "\n".join(lines)
 
 
+ROLES = ("api", "projector")
+
+
 def serve(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.http)
+        roles = _roles(args.roles)
     except ValueError as error:
-        print(f"postline: --http: {error}", file=sys.stderr)
+        print(f"postline: {error}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("postline: --workers must be at least 1", file=sys.stderr)
         return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("postline: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -120,33 +129,138 @@ def serve(args: argparse.Namespace) -> int:
             return 2
     folder = data_dir(args.data_dir)
     url = store_url(args.database_url, folder)
-    runtime = _open_runtime(url, args.wait_for_database)
+    runtime = _open_runtime(url, args.wait_for_database, projections="projector" in roles)
     try:
         credentials = bootstrap(runtime.store, folder) if args.bootstrap else None
+        if "api" not in roles:
+            print(f"Postline {VERSION}: read-model projector on {url.display}", flush=True)
+            _run(_project(runtime))
+            return 0
         sock = _bind(host, port)
-        bound_port = sock.getsockname()[1]
         scheme = "https" if args.tls_cert else "http"
         shown_host = f"[{host}]" if ":" in host else host
-        base = f"{scheme}://{shown_host}:{bound_port}"
-        app = create_app(runtime, enable_noop=args.enable_noop_endpoint)
-        config = uvicorn.Config(
-            app,
-            http="httptools",
-            loop="none",
-            lifespan="on",
-            access_log=args.access_log,
-            log_config=None,
-            log_level=args.log_level,
-            server_header=False,
-            timeout_keep_alive=30,
-            timeout_graceful_shutdown=args.graceful_timeout,
-            ssl_certfile=args.tls_cert,
-            ssl_keyfile=args.tls_key,
-        )
-        server = _Server(config)
-        print(_banner(base, url, credentials), flush=True)
+        base = f"{scheme}://{shown_host}:{sock.getsockname()[1]}"
+        print(_banner(base, url, credentials, args.workers), flush=True)
         print(f"Listening on {base}", flush=True)
-        _run(server.serve(sockets=[sock]))
+        if args.workers == 1:
+            _run(_server(args, runtime).serve(sockets=[sock]))
+            return 0
+    finally:
+        runtime.close()
+    # Several workers: the listening socket is shared by forked processes, each with its own
+    # store connections and group committer; the first one also runs the projectors.
+    return _supervise(args, url, sock, projections="projector" in roles)
+
+
+def _roles(value: str) -> set[str]:
+    roles = {r.strip() for r in value.split(",") if r.strip()}
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"--roles: choose from {', '.join(ROLES)} (got {value!r})")
+    return roles
+
+
+def _server(args: argparse.Namespace, runtime: Runtime) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(runtime, enable_noop=args.enable_noop_endpoint),
+        http="httptools",
+        loop="none",
+        lifespan="on",
+        access_log=args.access_log,
+        log_config=None,
+        log_level=args.log_level,
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+    )
+    return _Server(config)
+
+
+async def _project(runtime: Runtime) -> None:
+    """The projector role alone: follow the log until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start_background()
+    await stop.wait()
+    await runtime.stop_background()
+
+
+RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
+
+
+def _supervise(
+    args: argparse.Namespace, url: StoreUrl, sock: socket.socket, *, projections: bool
+) -> int:
+    """Fork the workers, restart any that dies, stop them all on SIGINT or SIGTERM."""
+    children: dict[int, int] = {}  # pid -> worker number
+    failures = [0] * args.workers
+    stopping = False
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_worker(args, url, sock, projections=projections and number == 0))
+        children[pid] = number
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for number in range(args.workers):
+            spawn(number)
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+            number = children.pop(pid)
+            if stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            failures[number] += 1
+            if failures[number] > len(RESTART_BACKOFF_SECONDS):
+                log.error("worker %d keeps failing (exit %d); stopping", number, code)
+                stop(signal.SIGTERM, None)
+                return 1
+            delay = RESTART_BACKOFF_SECONDS[failures[number] - 1]
+            log.error("worker %d exited (%d); restarting in %d s", number, code, delay)
+            time.sleep(delay)
+            if not stopping:
+                spawn(number)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+    return 0
+
+
+def _worker(
+    args: argparse.Namespace, url: StoreUrl, sock: socket.socket, *, projections: bool
+) -> int:
+    """One forked worker: its own store connections, committer and HTTP server."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    try:
+        runtime = _open_runtime(url, args.wait_for_database, projections=projections)
+    except StoreUnavailable as error:
+        log.error("worker cannot open the store: %s", error)
+        return 3
+    try:
+        _run(_server(args, runtime).serve(sockets=[sock]))
+    except Exception:
+        log.exception("worker failed")
+        return 1
     finally:
         runtime.close()
     return 0

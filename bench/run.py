@@ -16,6 +16,7 @@ compare the ratios, which are measured minutes apart on the same machine.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -145,7 +146,7 @@ def run_wrk(
 class Server:
     """`postline serve` in its own process, on a free port."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, workers: int = 1) -> None:
         env = dict(os.environ, POSTLINE_DATABASE_URL=database_url)
         boot = subprocess.run(
             [sys.executable, "-m", "api.cli", "bootstrap", "--json", "--data-dir", str(data_dir)],
@@ -166,6 +167,8 @@ class Server:
                 "--http",
                 "127.0.0.1:0",
                 "--enable-noop-endpoint",
+                "--workers",
+                str(workers),
                 "--data-dir",
                 str(data_dir),
                 "--log-level",
@@ -191,9 +194,19 @@ class Server:
             raise RuntimeError(f"postline serve did not start; see {data_dir / 'serve.log'}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the server and its worker processes so far (Linux /proc)."""
+        pids = [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stats(self) -> dict:
         with urllib.request.urlopen(self.base + "/readyz", timeout=10) as r:
@@ -218,9 +231,34 @@ def pg_schema(action: str, schema: str) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Path) -> dict:
+ACCEPTED_TOPIC = "domain.message:Message.Accepted"
+
+
+def count_accepted(store: str, target: str) -> int:
+    """Messages recorded in the event store, counted in the database itself."""
+    if store == "postgres":
+        import psycopg
+
+        with psycopg.connect(PG_URL) as conn:
+            row = conn.execute(
+                f'SELECT count(*) FROM "{target}".postline_events WHERE topic = %s',
+                (ACCEPTED_TOPIC,),
+            ).fetchone()
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target)) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM stored_events WHERE topic = ?", (ACCEPTED_TOPIC,)
+            ).fetchone()
+    return int(row[0])
+
+
+def run_scenario(
+    name: str, store: str, seconds: float, warmup: float, work: Path, workers: int
+) -> dict:
     spec = SCENARIOS[name]
-    data_dir = work / f"{name}-{store}"
+    data_dir = work / f"{name}-{store}-{workers}"
     data_dir.mkdir()
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     if store == "postgres":
@@ -229,7 +267,7 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
         url = f"{PG_URL}{sep}schema={schema}"
     else:
         url = f"sqlite:///{data_dir / 'postline.db'}"
-    server = Server(url, data_dir)
+    server = Server(url, data_dir, workers)
     try:
         script = wrk_script(server.token, spec["body"], work)
         c, t = spec["connections"], spec["threads"]
@@ -237,11 +275,16 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
         run_wrk(server.base + spec["noop"], script, c, t, warmup)
         noop = run_wrk(server.base + spec["noop"], script, c, t, seconds, server, per)
         run_wrk(server.base + spec["path"], script, c, t, warmup)
+        target = schema if store == "postgres" else str(data_dir / "postline.db")
         before = server.stats()["commits"]
+        stored_before = count_accepted(store, target)
         real = run_wrk(server.base + spec["path"], script, c, t, seconds, server, per)
+        time.sleep(1)  # let in-flight requests finish before counting
+        committed = count_accepted(store, target) - stored_before
         after = server.stats()["commits"]
-        committed = after["events"] - before["events"]
+        # per process: with several workers this is the sample one worker saw
         transactions = after["transactions"] - before["transactions"]
+        sampled = after["events"] - before["events"]
     finally:
         server.stop()
         if store == "postgres":
@@ -250,6 +293,7 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
     result = {
         "scenario": name,
         "store": store,
+        "workers": workers,
         "connections": spec["connections"],
         "messages_per_request": per,
         "postline": real,
@@ -265,7 +309,7 @@ def run_scenario(name: str, store: str, seconds: float, warmup: float, work: Pat
         "messages_committed": committed,
         "durable": committed >= accepted,
         "commit_transactions": transactions,
-        "events_per_transaction": round(committed / transactions, 1) if transactions else None,
+        "events_per_transaction": round(sampled / transactions, 1) if transactions else None,
         "goal": GOALS.get((name, store)),
     }
     return result
@@ -275,6 +319,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="api-send,api-batch")
     parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--workers", default="1,2", help="HTTP worker processes to try")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
@@ -284,11 +329,18 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
         for store in args.stores.split(","):
-            for name in args.scenarios.split(","):
-                print(f"== {name} on {store} ...", file=sys.stderr, flush=True)
-                result = run_scenario(name, store, args.duration, args.warmup, Path(tmp))
-                results.append(result)
-                print(summary(result), flush=True)
+            for workers in (int(w) for w in args.workers.split(",")):
+                for name in args.scenarios.split(","):
+                    print(
+                        f"== {name} on {store}, {workers} worker(s) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    result = run_scenario(
+                        name, store, args.duration, args.warmup, Path(tmp), workers
+                    )
+                    results.append(result)
+                    print(summary(result), flush=True)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -310,7 +362,8 @@ def main() -> int:
 def summary(r: dict) -> str:
     p = r["postline"]
     return (
-        f"{r['scenario']:<10} {r['store']:<9} postline {r['messages_per_s']:>9,.0f} msgs/s "
+        f"{r['scenario']:<10} {r['store']:<9} w{r['workers']} postline "
+        f"{r['messages_per_s']:>9,.0f} msgs/s "
         f"(p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms) | no-op {r['noop_messages_per_s']:>9,.0f}"
         f" msgs/s | ratio {r['ratio_to_noop']:.2f} | non-2xx {p['non_2xx']} | "
         f"durable {r['durable']} | {r['events_per_transaction']} events/txn | server CPU/msg "

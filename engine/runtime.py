@@ -24,7 +24,9 @@ log = logging.getLogger("postline.runtime")
 
 T = TypeVar("T")
 
-PROJECTION_POLL_SECONDS = 0.5
+# Commits in this process wake the projectors at once; this bounds how long events written by
+# other processes (workers, the CLI, other hosts) wait to show up in the read models.
+PROJECTION_POLL_SECONDS = 0.1
 # After a partial batch, let new events accumulate briefly: fewer, larger read-model
 # transactions cost far less than one per commit under load.
 PROJECTION_COALESCE_SECONDS = 0.05
@@ -35,7 +37,12 @@ class Runtime:
     """Everything one Postline process runs, started and stopped together."""
 
     def __init__(
-        self, url: StoreUrl, *, limits: SendLimits = DEFAULT_LIMITS, io_threads: int = 8
+        self,
+        url: StoreUrl,
+        *,
+        limits: SendLimits = DEFAULT_LIMITS,
+        io_threads: int = 8,
+        projections: bool = True,
     ) -> None:
         try:
             with schema_lock(url):
@@ -50,6 +57,7 @@ class Runtime:
         self.auth = Authenticator(self.store)
         self.acceptor = Acceptor(self.committer, limits)
         self.limits = limits
+        self.runs_projections = projections
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
         self._wakes: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,9 +71,7 @@ class Runtime:
         """Start the projector loops on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self.committer.on_commit(self._poke)
-        import os
-
-        for projector in self.projectors if not os.environ.get("PL_NOPROJ") else []:
+        for projector in self.projectors if self.runs_projections else []:
             wake = asyncio.Event()
             self._wakes.append(wake)
             self._tasks.append(asyncio.create_task(self._follow(projector, wake)))

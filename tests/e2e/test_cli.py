@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import Serve, postline
+from tests.support.process import Serve, postline, postline_command, process_env
 
 
 def test_bootstrap_is_idempotent_and_prints_json(database_url: str, tmp_path: Path) -> None:
@@ -98,3 +98,77 @@ def test_serve_gives_up_clearly_when_the_database_is_unreachable(tmp_path: Path)
     assert down.returncode == 3
     assert "the database is unavailable" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_workers_share_the_listener_and_one_projector_serves_them_all(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    server = Serve(
+        "--bootstrap",
+        "--workers",
+        "2",
+        "--data-dir",
+        str(tmp_path),
+        env=env,
+        log=tmp_path / "s.log",
+    )
+    try:
+        assert "(2 workers)" in server.banner[0]
+        token = json.loads((tmp_path / "credentials.json").read_text())["api_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        message = {
+            "from": {"email": "a@example.com"},
+            "to": [{"email": "b@example.com"}],
+            "subject": "s",
+            "text": "t",
+        }
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            ids = [
+                client.post("/api/send", json=message).json()["message_ids"][0] for _ in range(20)
+            ]
+            # every message is readable whichever worker answers the read
+            for message_id in ids:
+                assert client.get(f"/api/email_logs/{message_id}").status_code == 200
+        worker_pids = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        assert len(worker_pids.read_text().split()) == 2
+    finally:
+        assert server.stop() == 0
+
+
+def test_projector_role_runs_alone(database_url: str, tmp_path: Path) -> None:
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    api = Serve(
+        "--bootstrap",
+        "--roles",
+        "api",
+        "--data-dir",
+        str(tmp_path),
+        env=env,
+        log=tmp_path / "api.log",
+    )
+    projector = None
+    try:
+        token = json.loads((tmp_path / "credentials.json").read_text())["api_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        message = {
+            "from": {"email": "a@example.com"},
+            "to": [{"email": "b@example.com"}],
+            "subject": "s",
+            "text": "t",
+        }
+        sent = httpx.post(f"{api.url}/api/send", json=message, headers=headers).json()
+        log_url = f"{api.url}/api/email_logs/{sent['message_ids'][0]}"
+        assert httpx.get(log_url, headers=headers, timeout=30).status_code == 404  # no projector
+        projector = subprocess.Popen(
+            [*postline_command(), "serve", "--roles", "projector", "--data-dir", str(tmp_path)],
+            env={**process_env(), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert httpx.get(log_url, headers=headers, timeout=30).status_code == 200
+    finally:
+        if projector is not None:
+            projector.terminate()
+            assert projector.wait(timeout=30) == 0
+        assert api.stop() == 0

@@ -9,6 +9,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def postline_command() -> list[str]:
+    return [sys.executable, "-m", "api.cli"]
+
+
+def process_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 def postline(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
