@@ -51,18 +51,30 @@ class Message(Aggregate):
 
 
 _MESSAGE_TOPIC = get_topic(Message)
+_ACCEPTED = Message.Accepted  # type: ignore[attr-defined]
+_ACCEPTED_FIELDS = frozenset(_ACCEPTED.__dataclass_fields__) - {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "originator_topic",
+}
 
 
 def accepted(id: UUID, timestamp: datetime, **fields: Any) -> Message.Accepted:
     """The event that starts a `Message`, built without instantiating the aggregate.
 
-    Accepting is the hot path (thousands of messages a second); the aggregate is rebuilt from
-    this event whenever it is needed, exactly as if `Message(id=id, **fields)` had created it.
+    Accepting is the hot path (thousands of messages a second): the event's state is set in
+    one step, as eventsourcing's mapper does when it reads events back, instead of through the
+    frozen dataclass constructor (one `object.__setattr__` per field, 8x slower). The aggregate
+    is rebuilt from this event whenever it is needed, exactly as if `Message(id=id, **fields)`
+    had created it.
     """
-    return Message.Accepted(  # type: ignore[attr-defined]
-        originator_id=id,
-        originator_version=Message.INITIAL_VERSION,
-        timestamp=timestamp,
-        originator_topic=_MESSAGE_TOPIC,
-        **fields,
-    )
+    if fields.keys() != _ACCEPTED_FIELDS:
+        raise TypeError(f"Message.Accepted takes {sorted(_ACCEPTED_FIELDS)}, got {sorted(fields)}")
+    event = object.__new__(_ACCEPTED)
+    fields["originator_id"] = id
+    fields["originator_version"] = Message.INITIAL_VERSION
+    fields["timestamp"] = timestamp
+    fields["originator_topic"] = _MESSAGE_TOPIC
+    object.__setattr__(event, "__dict__", fields)
+    return event

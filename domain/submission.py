@@ -293,11 +293,19 @@ class _Checker:
 
 def _estimated_size(head: Head, body: Body) -> int:
     """Size of the generated message, close enough to enforce the size limit at accept time."""
-    size = 600 + len(head.subject.encode()) + sum(len(n) + len(v) + 4 for n, v in head.headers)
-    size += sum(len(m.email) + len(m.name or "") + 4 for m in (*head.to, *head.cc))
-    size += len(body.text.encode()) if body.text else 0
-    size += len(body.html.encode()) if body.html else 0
-    size += sum(len(p.content) * 78 // 76 + 200 for p in body.parts)
+    size = 600 + len(head.subject) * 4
+    for name, value in head.headers:
+        size += len(name) + len(value) * 4 + 4
+    for mailbox in head.to:
+        size += len(mailbox.email) + len(mailbox.name or "") * 4 + 4
+    for mailbox in head.cc:
+        size += len(mailbox.email) + len(mailbox.name or "") * 4 + 4
+    if body.text:
+        size += len(body.text) if body.text.isascii() else len(body.text.encode())
+    if body.html:
+        size += len(body.html) if body.html.isascii() else len(body.html.encode())
+    for part in body.parts:
+        size += len(part.content) * 78 // 76 + 200
     return size
 
 
