@@ -1,6 +1,7 @@
 """Benchmarks: each scenario runs beside its peer in the same run and reports the ratio.
 
-    python bench/run.py [--scenarios api-send,api-batch] [--stores sqlite,postgres] [--duration 10]
+    python bench/run.py [--scenarios api-send,api-batch] [--setups postgres/1+projector,...]
+                        [--duration 10]
 
 Scenarios
   api-send   64 concurrent connections, POST /api/send, one recipient per message.
@@ -9,6 +10,12 @@ Scenarios
              ceiling the accept path keeps.
   api-batch  8 connections, POST /api/batch with 500 requests of one recipient each.
              Peer: /api/_noop/batch. Figures are recipients (messages) per second.
+
+Setups (`--setups`)
+  STORE/WORKERS[+projector]: sqlite or postgres; how many HTTP worker processes; `+projector`
+  runs the read models in a `postline serve --roles projector` process of its own (the
+  scale-out topology) instead of inside the HTTP process. `read_model_lag_s` says how long
+  after the load the email logs showed every stored message.
 
 Load comes from wrk (Debian package `wrk`) in a separate process. Results are written as JSON to
 bench/results/<UTC time>.json and bench/results/latest.json. Figures drift on shared machines:
@@ -144,9 +151,16 @@ def run_wrk(
 
 
 class Server:
-    """`postline serve` in its own process, on a free port."""
+    """`postline serve` in its own process, on a free port.
 
-    def __init__(self, database_url: str, data_dir: Path, workers: int = 1) -> None:
+    With `split`, the HTTP process runs only the API role and a second `postline serve
+    --roles projector` process keeps the read models: the scale-out topology of the README.
+    Both processes count towards the server's CPU.
+    """
+
+    def __init__(
+        self, database_url: str, data_dir: Path, workers: int = 1, split: bool = False
+    ) -> None:
         env = dict(os.environ, POSTLINE_DATABASE_URL=database_url)
         boot = subprocess.run(
             [sys.executable, "-m", "api.cli", "bootstrap", "--json", "--data-dir", str(data_dir)],
@@ -158,6 +172,18 @@ class Server:
         )
         self.token = json.loads(boot.stdout)["api_token"]
         self.log = (data_dir / "serve.log").open("w")
+        common = ["--data-dir", str(data_dir), "--log-level", "warning"]
+        self.projector = (
+            subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "serve", "--roles", "projector", *common],
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+                env=env,
+                cwd=ROOT,
+            )
+            if split
+            else None
+        )
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -169,10 +195,9 @@ class Server:
                 "--enable-noop-endpoint",
                 "--workers",
                 str(workers),
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "warning",
+                "--roles",
+                "api" if split else "api,projector",
+                *common,
             ],
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -191,11 +216,14 @@ class Server:
                 self.base = line.split()[-1]
                 break
         if not self.base:
+            self.stop()
             raise RuntimeError(f"postline serve did not start; see {data_dir / 'serve.log'}")
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its worker processes so far (Linux /proc)."""
         pids = [self.process.pid]
+        if self.projector is not None:
+            pids.append(self.projector.pid)
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
@@ -213,11 +241,14 @@ class Server:
             return json.load(r)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in (self.process, self.projector):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         self.log.close()
 
 
@@ -234,31 +265,86 @@ def pg_schema(action: str, schema: str) -> None:
 ACCEPTED_TOPIC = "domain.message:Message.Accepted"
 
 
-def count_accepted(store: str, target: str) -> int:
-    """Messages recorded in the event store, counted in the database itself."""
+def _count(store: str, target: str, sqlite_file: str, sql: str, *args: str) -> int:
     if store == "postgres":
         import psycopg
 
         with psycopg.connect(PG_URL) as conn:
-            row = conn.execute(
-                f'SELECT count(*) FROM "{target}".postline_events WHERE topic = %s',
-                (ACCEPTED_TOPIC,),
-            ).fetchone()
+            conn.execute(f'SET search_path TO "{target}"')
+            row = conn.execute(sql.replace("?", "%s"), args).fetchone()
     else:
         import sqlite3
 
-        with contextlib.closing(sqlite3.connect(target)) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM stored_events WHERE topic = ?", (ACCEPTED_TOPIC,)
-            ).fetchone()
+        with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
+            row = conn.execute(sql, args).fetchone()
     return int(row[0])
 
 
-def run_scenario(
-    name: str, store: str, seconds: float, warmup: float, work: Path, workers: int
-) -> dict:
+def count_accepted(store: str, target: str, data_dir: Path) -> int:
+    """Messages recorded in the event store, counted in the database itself."""
+    table = "postline_events" if store == "postgres" else "stored_events"
+    return _count(
+        store,
+        target,
+        str(data_dir / "postline.db"),
+        f"SELECT count(*) FROM {table} WHERE topic = ?",
+        ACCEPTED_TOPIC,
+    )
+
+
+def count_logged(store: str, target: str, data_dir: Path) -> int:
+    """Messages the email-log read model shows."""
+    return _count(
+        store, target, str(data_dir / "postline-views.db"), "SELECT count(*) FROM email_logs"
+    )
+
+
+def read_model_lag(store: str, target: str, data_dir: Path, timeout: float = 120.0) -> float:
+    """Seconds, after the load stops, until the email logs show every stored message."""
+    start = time.monotonic()
+    stored = count_accepted(store, target, data_dir)
+    while count_logged(store, target, data_dir) < stored:
+        if time.monotonic() - start > timeout:
+            return float("inf")
+        time.sleep(0.1)
+    return round(time.monotonic() - start, 1)
+
+
+def parse_setup(value: str) -> tuple[str, int, bool]:
+    """`postgres/2+projector` -> ("postgres", 2, True): store, HTTP workers, own projector."""
+    store, _, rest = value.partition("/")
+    workers, plus, extra = (rest or "1").partition("+")
+    if (
+        store not in ("sqlite", "postgres")
+        or not workers.isdigit()
+        or extra not in ("", "projector")
+    ):
+        raise ValueError(
+            f"setup {value!r}: use STORE/WORKERS[+projector], e.g. postgres/1+projector"
+        )
+    return store, int(workers), bool(plus)
+
+
+def goal_met(result: dict) -> bool | None:
+    """Whether a scenario with a goal reached it (None where there is no goal)."""
+    name, store = result["scenario"], result["store"]
+    if (name, store) not in GOALS:
+        return None
+    if name == "api-batch":
+        return result["messages_per_s"] >= 10_000
+    p99 = result["postline"]["p99_ms"]
+    return (
+        result["messages_per_s"] >= 1_500
+        and (result["ratio_to_noop"] or 0) >= 0.40
+        and p99 is not None
+        and p99 <= 50
+    )
+
+
+def run_scenario(name: str, setup: str, seconds: float, warmup: float, work: Path) -> dict:
     spec = SCENARIOS[name]
-    data_dir = work / f"{name}-{store}-{workers}"
+    store, workers, split = parse_setup(setup)
+    data_dir = work / f"{name}-{setup.replace('/', '-')}"
     data_dir.mkdir()
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     if store == "postgres":
@@ -267,7 +353,7 @@ def run_scenario(
         url = f"{PG_URL}{sep}schema={schema}"
     else:
         url = f"sqlite:///{data_dir / 'postline.db'}"
-    server = Server(url, data_dir, workers)
+    server = Server(url, data_dir, workers, split)
     try:
         script = wrk_script(server.token, spec["body"], work)
         c, t = spec["connections"], spec["threads"]
@@ -275,13 +361,13 @@ def run_scenario(
         run_wrk(server.base + spec["noop"], script, c, t, warmup)
         noop = run_wrk(server.base + spec["noop"], script, c, t, seconds, server, per)
         run_wrk(server.base + spec["path"], script, c, t, warmup)
-        target = schema if store == "postgres" else str(data_dir / "postline.db")
         before = server.stats()["commits"]
-        stored_before = count_accepted(store, target)
+        stored_before = count_accepted(store, schema, data_dir)
         real = run_wrk(server.base + spec["path"], script, c, t, seconds, server, per)
         time.sleep(1)  # let in-flight requests finish before counting
-        committed = count_accepted(store, target) - stored_before
+        committed = count_accepted(store, schema, data_dir) - stored_before
         after = server.stats()["commits"]
+        lag = read_model_lag(store, schema, data_dir)
         # per process: with several workers this is the sample one worker saw
         transactions = after["transactions"] - before["transactions"]
         sampled = after["events"] - before["events"]
@@ -293,7 +379,9 @@ def run_scenario(
     result = {
         "scenario": name,
         "store": store,
+        "setup": setup,
         "workers": workers,
+        "projector_process": split,
         "connections": spec["connections"],
         "messages_per_request": per,
         "postline": real,
@@ -308,39 +396,46 @@ def run_scenario(
         "messages_accepted": accepted,
         "messages_committed": committed,
         "durable": committed >= accepted,
+        "read_model_lag_s": lag,
         "commit_transactions": transactions,
         "events_per_transaction": round(sampled / transactions, 1) if transactions else None,
         "goal": GOALS.get((name, store)),
     }
+    result["goal_met"] = goal_met(result)
     return result
+
+
+DEFAULT_SETUPS = "sqlite/1,sqlite/2,postgres/1,postgres/1+projector,postgres/2+projector"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="api-send,api-batch")
-    parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--workers", default="1,2", help="HTTP worker processes to try")
+    parser.add_argument(
+        "--setups",
+        default=DEFAULT_SETUPS,
+        help="STORE/WORKERS[+projector]: store, HTTP worker processes, and whether the read "
+        "models run in a process of their own (default: %(default)s)",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
+    try:
+        setups = [s for s in args.setups.split(",") if parse_setup(s)]
+    except ValueError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
-        for store in args.stores.split(","):
-            for workers in (int(w) for w in args.workers.split(",")):
-                for name in args.scenarios.split(","):
-                    print(
-                        f"== {name} on {store}, {workers} worker(s) ...",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    result = run_scenario(
-                        name, store, args.duration, args.warmup, Path(tmp), workers
-                    )
-                    results.append(result)
-                    print(summary(result), flush=True)
+        for setup in setups:
+            for name in args.scenarios.split(","):
+                print(f"== {name} on {setup} ...", file=sys.stderr, flush=True)
+                result = run_scenario(name, setup, args.duration, args.warmup, Path(tmp))
+                results.append(result)
+                print(summary(result), flush=True)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -362,13 +457,14 @@ def main() -> int:
 def summary(r: dict) -> str:
     p = r["postline"]
     return (
-        f"{r['scenario']:<10} {r['store']:<9} w{r['workers']} postline "
+        f"{r['scenario']:<10} {r['setup']:<20} postline "
         f"{r['messages_per_s']:>9,.0f} msgs/s "
         f"(p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms) | no-op {r['noop_messages_per_s']:>9,.0f}"
         f" msgs/s | ratio {r['ratio_to_noop']:.2f} | non-2xx {p['non_2xx']} | "
         f"durable {r['durable']} | {r['events_per_transaction']} events/txn | server CPU/msg "
         f"{p.get('server_cpu_us_per_message')} us vs no-op "
-        f"{r['noop'].get('server_cpu_us_per_message')} us"
+        f"{r['noop'].get('server_cpu_us_per_message')} us | read models caught up "
+        f"{r['read_model_lag_s']} s after | goal met: {r['goal_met']}"
     )
 
 
