@@ -38,6 +38,76 @@ def _json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _smtp_arguments(serve: argparse.ArgumentParser) -> None:
+    smtp = serve.add_argument_group("SMTP relay")
+    smtp.add_argument(
+        "--smtp",
+        action="append",
+        metavar="HOST:PORT",
+        help="SMTP listener with STARTTLS; repeat for more ports (default 127.0.0.1:2525)",
+    )
+    smtp.add_argument(
+        "--smtps",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="SMTP listener with implicit TLS (port 465 style); repeatable",
+    )
+    smtp.add_argument(
+        "--smtp-hostname",
+        metavar="NAME",
+        help="the name the relay greets with and writes in Received headers "
+        "(default: this host's name)",
+    )
+    smtp.add_argument(
+        "--smtp-tls-cert",
+        metavar="FILE",
+        help="certificate for STARTTLS and implicit TLS (default: --tls-cert, else a "
+        "self-signed one generated into the data folder)",
+    )
+    smtp.add_argument("--smtp-tls-key", metavar="FILE", help="private key for --smtp-tls-cert")
+    smtp.add_argument(
+        "--smtp-plaintext-auth",
+        choices=["loopback", "always", "never"],
+        default="loopback",
+        help="offer AUTH before STARTTLS: on loopback listeners only (default), always, never",
+    )
+    smtp.add_argument(
+        "--smtp-trusted-networks",
+        metavar="CIDR[,CIDR]",
+        default="",
+        help="clients in these networks may send without AUTH, as --smtp-trusted-token",
+    )
+    smtp.add_argument(
+        "--smtp-trusted-token",
+        type=int,
+        metavar="TOKEN_ID",
+        help="id of the API token trusted networks send as (see `tokens create --json`)",
+    )
+    smtp.add_argument(
+        "--smtp-max-messages-per-connection",
+        type=int,
+        default=100,
+        metavar="N",
+        help="messages per SMTP connection (default 100; 0: no limit)",
+    )
+    smtp.add_argument(
+        "--smtp-max-connections-per-account",
+        type=int,
+        default=10,
+        metavar="N",
+        help="concurrent authenticated connections per account, per process "
+        "(default 10; 0: no limit)",
+    )
+    smtp.add_argument(
+        "--smtp-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="idle time before the relay answers 421 4.4.2 and hangs up (default 300)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postline", description="Event-sourced email delivery engine."
@@ -45,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"postline {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the HTTP API and every background role")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API, the SMTP relay and every background role"
+    )
     _store_arguments(serve)
     serve.add_argument(
         "--http",
@@ -64,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--roles",
-        default="api,projector",
+        default="api,smtp,projector",
         metavar="ROLES",
-        help="what this process runs: api, projector, or both (default)",
+        help="what this process runs, comma-separated: api (HTTP), smtp, projector "
+        "(default: all three)",
     )
+    _smtp_arguments(serve)
     serve.add_argument(
         "--bootstrap",
         action="store_true",
@@ -133,7 +207,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         runtime.close()
     _print(
         args,
-        {"account_id": credentials["account_id"], "api_token": credentials["api_token"]},
+        {
+            "account_id": credentials["account_id"],
+            "api_token": credentials["api_token"],
+            "token_id": credentials.get("token_id"),
+        },
         f"account {credentials['account_id']}\napi token {credentials['api_token']}",
     )
     return 0
@@ -198,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(args, "log_level", "warning").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+    )
+    # aiosmtpd logs every SMTP command at INFO: only worth it when debugging.
+    logging.getLogger("mail.log").setLevel(
+        logging.DEBUG if getattr(args, "log_level", "") == "debug" else logging.WARNING
     )
     try:
         if args.command == "serve":

@@ -13,16 +13,20 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from api.app import VERSION, create_app
+from api.listen import bind, parse_listen
+from api.smtp import SmtpConfigError, describe, smtp_config
 from engine.bootstrap import bootstrap
 from engine.errors import StoreUnavailable
 from engine.runtime import Runtime
 from engine.settings import StoreUrl, data_dir, store_url
+from engine.smtp_service import SmtpConfig, start_smtp
 
 log = logging.getLogger("postline.serve")
 
@@ -49,14 +53,6 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT`."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def _open_runtime(url: StoreUrl, wait: float, *, projections: bool = True) -> Runtime:
     deadline = time.monotonic() + wait
     delay = 0.5
@@ -74,24 +70,23 @@ def _open_runtime(url: StoreUrl, wait: float, *, projections: bool = True) -> Ru
         return runtime
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _banner(base: str, url: StoreUrl, credentials: dict[str, Any] | None, workers: int = 1) -> str:
-    lines = [
-        f"Postline {VERSION} is running" + (f" ({workers} workers)" if workers > 1 else ""),
-        f"  API:    {base}  (transactional: /api/send, bulk stream: /bulk/api/send)",
-        f"  Docs:   {base}/docs",
-        f"  Store:  {url.display}",
-    ]
-    if credentials is not None:
+def _banner(
+    base: str | None,
+    url: StoreUrl,
+    credentials: dict[str, Any] | None,
+    workers: int = 1,
+    smtp: SmtpConfig | None = None,
+) -> str:
+    lines = [f"Postline {VERSION} is running" + (f" ({workers} workers)" if workers > 1 else "")]
+    if base is not None:
+        lines += [
+            f"  API:    {base}  (transactional: /api/send, bulk stream: /bulk/api/send)",
+            f"  Docs:   {base}/docs",
+        ]
+    if smtp is not None:
+        lines += describe(smtp)
+    lines.append(f"  Store:  {url.display}")
+    if credentials is not None and base is not None:
         token = str(credentials["api_token"])
         curl = (
             f"curl -sS {base}/api/send -H {shlex.quote('Authorization: Bearer ' + token)} "
@@ -107,7 +102,20 @@ def _banner(base: str, url: StoreUrl, credentials: dict[str, Any] | None, worker
     return "\n".join(lines)
 
 
-ROLES = ("api", "projector")
+ROLES = ("api", "smtp", "projector")
+
+
+@dataclass(slots=True)
+class _Listeners:
+    """Sockets bound before the workers fork, shared by all of them."""
+
+    http: socket.socket | None = None
+    smtp: list[socket.socket] = field(default_factory=list)
+
+    def close(self) -> None:
+        for sock in [self.http, *self.smtp]:
+            if sock is not None:
+                sock.close()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -128,28 +136,79 @@ def serve(args: argparse.Namespace) -> int:
             print(f"postline: {path}: no such file", file=sys.stderr)
             return 2
     folder = data_dir(args.data_dir)
+    smtp: SmtpConfig | None = None
+    if "smtp" in roles:
+        try:
+            smtp = smtp_config(args, folder)
+        except SmtpConfigError as error:
+            print(f"postline: {error}", file=sys.stderr)
+            return 2
     url = store_url(args.database_url, folder)
     runtime = _open_runtime(url, args.wait_for_database, projections="projector" in roles)
+    listeners = _Listeners()
     try:
         credentials = bootstrap(runtime.store, folder) if args.bootstrap else None
-        if "api" not in roles:
+        if smtp is not None:
+            _check_trusted_token(runtime, smtp)
+        if not roles & {"api", "smtp"}:
             print(f"Postline {VERSION}: read-model projector on {url.display}", flush=True)
-            _run(_project(runtime))
+            _run(_until_signalled(runtime))
             return 0
-        sock = _bind(host, port)
-        scheme = "https" if args.tls_cert else "http"
-        shown_host = f"[{host}]" if ":" in host else host
-        base = f"{scheme}://{shown_host}:{sock.getsockname()[1]}"
-        print(_banner(base, url, credentials, args.workers), flush=True)
-        print(f"Listening on {base}", flush=True)
+        try:
+            if "api" in roles:
+                listeners.http = bind(host, port)
+            if smtp is not None:
+                listeners.smtp = [bind(lst.host, lst.port) for lst in smtp.listeners]
+                smtp = smtp.with_ports([s.getsockname()[1] for s in listeners.smtp])
+        except OSError as error:
+            print(f"postline: cannot listen: {error}", file=sys.stderr)
+            return 2
+        base = None
+        if listeners.http is not None:
+            scheme = "https" if args.tls_cert else "http"
+            shown_host = f"[{host}]" if ":" in host else host
+            base = f"{scheme}://{shown_host}:{listeners.http.getsockname()[1]}"
+        print(_banner(base, url, credentials, args.workers, smtp), flush=True)
+        if base is not None:
+            print(f"Listening on {base}", flush=True)
         if args.workers == 1:
-            _run(_server(args, runtime).serve(sockets=[sock]))
+            _run(_main(args, runtime, listeners, smtp))
             return 0
+    except StoreUnavailable as error:
+        print(f"postline: the database is unavailable: {error}", file=sys.stderr)
+        return 3
     finally:
         runtime.close()
-    # Several workers: the listening socket is shared by forked processes, each with its own
+        if args.workers == 1:
+            listeners.close()
+    # Several workers: the listening sockets are shared by forked processes, each with its own
     # store connections and group committer; the first one also runs the projectors.
-    return _supervise(args, url, sock, projections="projector" in roles)
+    return _supervise(args, url, listeners, smtp, projections="projector" in roles)
+
+
+def _check_trusted_token(runtime: Runtime, smtp: SmtpConfig) -> None:
+    token_id = smtp.policy.trusted_token_id
+    if token_id is not None and runtime.auth.by_token_id(token_id) is None:
+        log.warning(
+            "--smtp-trusted-token %d: no such token (or revoked); trusted networks will be "
+            "refused until it exists",
+            token_id,
+        )
+
+
+async def _main(
+    args: argparse.Namespace, runtime: Runtime, listeners: _Listeners, smtp: SmtpConfig | None
+) -> None:
+    """Serve SMTP and HTTP on this process's event loop until told to stop."""
+    servers = [] if smtp is None else await start_smtp(runtime, smtp, listeners.smtp)
+    try:
+        if listeners.http is not None:
+            await _server(args, runtime).serve(sockets=[listeners.http])
+        else:
+            await _until_signalled(runtime)
+    finally:
+        for server in servers:
+            server.close()
 
 
 def _roles(value: str) -> set[str]:
@@ -178,8 +237,8 @@ def _server(args: argparse.Namespace, runtime: Runtime) -> uvicorn.Server:
     return _Server(config)
 
 
-async def _project(runtime: Runtime) -> None:
-    """The projector role alone: follow the log until SIGINT or SIGTERM."""
+async def _until_signalled(runtime: Runtime) -> None:
+    """Run the background roles (projectors) until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -193,7 +252,12 @@ RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 
 
 def _supervise(
-    args: argparse.Namespace, url: StoreUrl, sock: socket.socket, *, projections: bool
+    args: argparse.Namespace,
+    url: StoreUrl,
+    listeners: _Listeners,
+    smtp: SmtpConfig | None,
+    *,
+    projections: bool,
 ) -> int:
     """Fork the workers, restart any that dies, stop them all on SIGINT or SIGTERM."""
     children: dict[int, int] = {}  # pid -> worker number
@@ -203,7 +267,7 @@ def _supervise(
     def spawn(number: int) -> None:
         pid = os.fork()
         if pid == 0:
-            os._exit(_worker(args, url, sock, projections=projections and number == 0))
+            os._exit(_worker(args, url, listeners, smtp, projections=projections and number == 0))
         children[pid] = number
 
     def stop(signum: int, _frame: object) -> None:
@@ -241,14 +305,19 @@ def _supervise(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        sock.close()
+        listeners.close()
     return 0
 
 
 def _worker(
-    args: argparse.Namespace, url: StoreUrl, sock: socket.socket, *, projections: bool
+    args: argparse.Namespace,
+    url: StoreUrl,
+    listeners: _Listeners,
+    smtp: SmtpConfig | None,
+    *,
+    projections: bool,
 ) -> int:
-    """One forked worker: its own store connections, committer and HTTP server."""
+    """One forked worker: its own store connections, committer, HTTP and SMTP servers."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_DFL)
     try:
@@ -257,7 +326,7 @@ def _worker(
         log.error("worker cannot open the store: %s", error)
         return 3
     try:
-        _run(_server(args, runtime).serve(sockets=[sock]))
+        _run(_main(args, runtime, listeners, smtp))
     except Exception:
         log.exception("worker failed")
         return 1

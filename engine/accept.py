@@ -16,7 +16,8 @@ import uuid_utils.compat as uuid_compat
 
 from domain.addresses import ascii_domain, domain_of
 from domain.limits import DEFAULT_LIMITS, SendLimits
-from domain.message import FORMAT_COMPOSITION, Message, accepted
+from domain.message import FORMAT_COMPOSITION, FORMAT_RFC5322, Message, accepted
+from domain.rfc5322 import inspect, received_header
 from domain.submission import (
     BatchDraft,
     Body,
@@ -59,6 +60,20 @@ class Origin:
     stream: str  # transactional | bulk
     source: str  # api | smtp
     client_ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawSubmission:
+    """A message received over SMTP: the envelope and the bytes, as the client sent them."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    helo: str | None
+    hostname: str  # ours, for the Received header
+    esmtp: bool
+    tls: bool
+    authenticated: bool
 
 
 @dataclass(slots=True)
@@ -146,6 +161,55 @@ class Acceptor:
         if staged.events:
             await self._commit(staged)
         return results
+
+    async def relay(self, origin: Origin, raw: RawSubmission) -> list[str]:
+        """Accept a relayed message: one `Message` per envelope recipient, bytes kept as sent.
+
+        The message's head is the `Received:` header we prepend; its body is the raw message,
+        shared by every recipient. Subject, `X-MT-Category` and `X-MT-Custom-Variables` are
+        read from the header for the logs; nothing else is parsed.
+        """
+        facts = inspect(raw.data, self._limits)
+        staged = _Staged(self._clock())
+        ids = [uuid_compat.uuid7() for _ in raw.recipients]
+        prefix = received_header(
+            helo=raw.helo,
+            client_ip=origin.client_ip,
+            hostname=raw.hostname,
+            tls=raw.tls,
+            authenticated=raw.authenticated,
+            esmtp=raw.esmtp,
+            queue_id=ids[0].hex,
+            at=staged.now,
+        )
+        head_sha = staged.blob(prefix)
+        body_sha = staged.blob(raw.data)
+        principal = origin.principal
+        size = len(prefix) + len(raw.data)
+        for message_id, recipient in zip(ids, raw.recipients, strict=True):
+            staged.events.append(
+                accepted(
+                    message_id,
+                    staged.now,
+                    account_id=principal.account_id,
+                    token_id=principal.token_id,
+                    stream=origin.stream,
+                    source=origin.source,
+                    client_ip=origin.client_ip,
+                    sender=raw.sender,
+                    recipient=recipient,
+                    recipient_kind="rcpt",
+                    subject=facts.subject,
+                    category=facts.category,
+                    custom_variables=facts.custom_variables,
+                    format=FORMAT_RFC5322,
+                    head=head_sha,
+                    body=body_sha,
+                    size=size,
+                )
+            )
+        await self._commit(staged)
+        return [str(message_id) for message_id in ids]
 
     def _shared_body(self, staged: _Staged, base: Draft) -> tuple[Body, str] | InvalidSubmission:
         try:

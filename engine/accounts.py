@@ -131,6 +131,36 @@ class Authenticator:
                 self._cache[digest] = (now + self._ttl, principal)
         return principal
 
+    def by_token_id(self, token_id: int) -> Principal | None:
+        """The principal of the token with public id `token_id`, if it exists and is not revoked.
+
+        For listeners bound to one token (SMTP trusted networks); cached like secrets.
+        """
+        cache_key = f"id:{token_id}"
+        entry = self._cache.get(cache_key)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        token = self._store.get(entity_id("api_token", token_id))
+        principal = None
+        if isinstance(token, ApiToken) and not token.revoked:
+            principal = Principal(
+                token_id=token.token_id, account_id=token.account_id, token_name=token.name
+            )
+        with self._lock:
+            if principal is None:
+                self._cache.pop(cache_key, None)
+            else:
+                self._cache[cache_key] = (now + self._ttl, principal)
+        return principal
+
+    def cached_by_token_id(self, token_id: int) -> Principal | None:
+        """`by_token_id` from the cache only (no I/O)."""
+        entry = self._cache.get(f"id:{token_id}")
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
     def _lookup(self, digest: str) -> Principal | None:
         key = self._store.get(key_id(TOKEN_KEY_SPACE, digest))
         if key is None:

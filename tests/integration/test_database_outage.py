@@ -1,5 +1,6 @@
-"""Losing PostgreSQL mid-flight: 503 with a request id, nothing half-stored, recovery after."""
+"""Losing PostgreSQL mid-flight: HTTP 503 / SMTP 451, nothing half-stored, recovery after."""
 
+import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from engine.runtime import Runtime
 from engine.settings import store_url
 from tests.support.live import LiveServer
 from tests.support.postgres import fresh_schema, server_url
+from tests.support.smtp import Certificates, LiveSmtp
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -84,3 +86,45 @@ def test_outage_answers_503_and_stores_nothing(
     with db.transaction(commit=False) as cursor:
         cursor.execute(db.prepare("SELECT count(*) AS n FROM {email_logs}"))
         assert cursor.fetchone()["n"] == 2
+
+
+def test_smtp_outage_answers_451_and_stores_nothing(
+    through_proxy: tuple[TcpProxy, LiveServer, str], tmp_path: Path
+) -> None:
+    proxy, live, token = through_proxy
+    relay = LiveSmtp(live.runtime, Certificates(tmp_path))
+    data = b"Subject: outage\r\n\r\nhello\r\n"
+
+    def send() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", relay.port(), timeout=30) as client:
+            client.login("api", token)
+            client.mail("a@example.com")
+            client.rcpt("b@example.com")
+            return client.data(data)
+
+    try:
+        assert send()[0] == 250  # authenticated once: the token is cached from here on
+        head = live.runtime.store.head()
+        proxy.cut()
+        code, reply = send()
+        assert (code, reply) == (
+            451,
+            b"4.3.0 Temporary failure: message store unavailable, try again later",
+        )
+        proxy.restore()
+        deadline = time.monotonic() + 30
+        while (result := send())[0] != 250:
+            assert result[0] == 451
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        db = live.runtime.store.db
+        assert live.runtime.store.head() > head
+        live.runtime.email_logs.catch_up()
+        with db.transaction(commit=False) as cursor:
+            cursor.execute(
+                db.prepare("SELECT count(*) AS n FROM {email_logs} WHERE subject = ?"),
+                ("outage",),
+            )
+            assert cursor.fetchone()["n"] == 2  # the refused message left no trace
+    finally:
+        relay.stop()

@@ -33,14 +33,18 @@ def postline(
 
 
 class Serve:
-    """`postline serve` on an ephemeral port; `.url`, `.banner`; stop with `.stop()`."""
+    """`postline serve` on ephemeral ports; `.url`, `.smtp_ports`, `.banner`; `.stop()`."""
 
     def __init__(
         self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, log: Path
     ) -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--http", "127.0.0.1:0", *args],
+            [
+                sys.executable,
+                *("-m", "api.cli", "serve", "--http", "127.0.0.1:0", "--smtp", "127.0.0.1:0"),
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
@@ -49,6 +53,7 @@ class Serve:
         )
         self.banner: list[str] = []
         self.url = ""
+        self.smtp_ports: list[int] = []
         deadline = time.monotonic() + 60
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
@@ -59,6 +64,8 @@ class Serve:
                 self.url = line.split()[-1]
                 break
             self.banner.append(line.rstrip("\n"))
+            if line.strip().startswith("SMTP:"):
+                self.smtp_ports.append(int(line.split()[1].rpartition(":")[2]))
         if not self.url:
             self.stop()
             raise RuntimeError(f"postline serve did not start:\n{log.read_text()}")

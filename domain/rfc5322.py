@@ -1,0 +1,175 @@
+"""Messages received as raw RFC 5322 bytes (SMTP): what we read from them, and what we add.
+
+A relayed message is kept byte for byte as the client sent it: only a `Received:` header is
+prepended (stored apart, as the message's head) and the `X-MT-*` metadata headers are removed
+when the message is delivered. Only the header block is parsed, once, on the accept path.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import format_datetime
+from typing import Any
+
+import msgspec
+
+from domain.limits import DEFAULT_LIMITS, SendLimits
+
+CATEGORY_HEADER = "X-MT-Category"
+CUSTOM_VARIABLES_HEADER = "X-MT-Custom-Variables"
+# Read into the message's metadata, removed before delivery (seen by the sender, not the
+# recipient).
+METADATA_HEADERS = frozenset({CATEGORY_HEADER.lower(), CUSTOM_VARIABLES_HEADER.lower()})
+
+_PARSER = BytesHeaderParser(policy=compat32)
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class RawFacts:
+    """What the accept path needs from a raw message's header."""
+
+    subject: str | None
+    category: str | None
+    custom_variables: dict[str, Any] = field(default_factory=dict)
+
+
+def header_block(data: bytes) -> bytes:
+    """The header section (up to and including the line break before the empty line)."""
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return data[: end + 2]
+    if data.startswith(b"\r\n"):
+        return b""
+    return data  # headers only, no body
+
+
+def has_bare_newline(data: bytes) -> bool:
+    """True when a line ends in a bare LF (or CR): RFC 5321 allows only CRLF.
+
+    Refusing these closes the door to SMTP smuggling (a `<LF>.<LF>` that a later hop reads as
+    the end of DATA) instead of guessing which line end the client meant.
+    """
+    if b"\n" not in data and b"\r" not in data:
+        return False
+    return data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n")
+
+
+def inspect(data: bytes, limits: SendLimits = DEFAULT_LIMITS) -> RawFacts:
+    """Subject, category and custom variables of a raw message (invalid metadata is ignored)."""
+    headers = _PARSER.parsebytes(header_block(data))
+    subject = headers.get("subject")
+    category = headers.get(CATEGORY_HEADER)
+    if category is not None:
+        category = _unfold(str(category)) or None
+        if category is not None and len(category) > limits.max_category_length:
+            category = None
+    return RawFacts(
+        subject=_decoded(subject) if subject is not None else None,
+        category=category,
+        custom_variables=custom_variables(
+            headers.get(CUSTOM_VARIABLES_HEADER), limits.max_custom_variables_bytes
+        ),
+    )
+
+
+def custom_variables(value: Any, max_bytes: int) -> dict[str, Any]:
+    """`X-MT-Custom-Variables` as Mailtrap reads it.
+
+    A JSON object of at most `max_bytes`; an array value keeps only its first element;
+    anything else (not JSON, not an object, too long) is ignored: `{}`.
+    """
+    if value is None:
+        return {}
+    text = _unfold(str(value))
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) > max_bytes:
+        return {}
+    try:
+        decoded = _DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(decoded, dict):
+        return {}
+    result = {}
+    for key, item in decoded.items():
+        if isinstance(item, list):
+            if not item:
+                continue
+            item = item[0]
+        result[key] = item
+    return result
+
+
+def received_header(
+    *,
+    helo: str | None,
+    client_ip: str | None,
+    hostname: str,
+    tls: bool,
+    authenticated: bool,
+    esmtp: bool,
+    queue_id: str,
+    at: datetime,
+) -> bytes:
+    """The trace header a relay prepends (RFC 5321 §4.4; protocol names per RFC 3848)."""
+    protocol = (
+        ("ESMTP" if esmtp else "SMTP") + ("S" if tls else "") + ("A" if authenticated else "")
+    )
+    source = _printable(helo or "unknown")
+    where = f"[{client_ip}]" if client_ip else "unknown"
+    line = (
+        f"Received: from {source} ({where})\r\n"
+        f"\tby {_printable(hostname)} (Postline) with {protocol} id {queue_id};\r\n"
+        f"\t{format_datetime(at)}\r\n"
+    )
+    return line.encode("ascii")
+
+
+def strip_headers(data: bytes, names: frozenset[str] = METADATA_HEADERS) -> bytes:
+    """`data` without the header fields in `names` (lower case), every other byte kept.
+
+    Written by hand because the `email` package re-serialises what it parses, and a relay must
+    not change the bytes it passes on (a client's own DKIM signature covers them).
+    """
+    header = header_block(data)
+    if not header:
+        return data
+    lines = header.split(b"\r\n")[:-1]
+    kept: list[bytes] = []
+    dropping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):  # continuation of the previous field
+            if not dropping:
+                kept.append(line)
+            continue
+        name = line.partition(b":")[0].strip().lower()
+        dropping = name.decode("ascii", "replace") in names
+        if not dropping:
+            kept.append(line)
+    if len(kept) == len(lines):
+        return data
+    rest = data[len(header) :]
+    return b"".join(line + b"\r\n" for line in kept) + rest
+
+
+def _decoded(value: Any) -> str:
+    """A header value with RFC 2047 encoded words decoded; undecodable parts kept as sent."""
+    text = _unfold(str(value))
+    try:
+        return str(make_header(decode_header(text)))
+    except (UnicodeError, LookupError, ValueError):
+        return text
+
+
+def _unfold(value: str) -> str:
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def _printable(value: str) -> str:
+    """Client-supplied text made safe for a header: printable ASCII, no parentheses."""
+    cleaned = "".join(c if 33 <= ord(c) < 127 and c not in "()" else "?" for c in value)
+    return cleaned[:255] or "unknown"
