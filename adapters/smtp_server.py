@@ -11,23 +11,30 @@ handler (`handle_MAIL`, `handle_RCPT`, `handle_DATA`, `authenticate`, `handle_CL
 - 421 replies close the connection; an idle client gets `421 4.4.2` before the close; a
   client that keeps making errors is disconnected after `max_errors`.
 - Implicit TLS (port 465) is recognised from the transport, so AUTH is offered at once.
+- DATA is read in blocks rather than line by line (see `_read_data`): the size limit holds
+  while reading, and a 5 KB message costs a few microseconds instead of seventy line reads.
 """
 
 import asyncio
+import inspect
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, Session, _AuthMechAttr
 
 from domain import smtp_replies
 
 log = logging.getLogger("postline.smtp")
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+MAX_LINE_BYTES = 1001  # RFC 5321 4.5.3.1.6: 998 octets, CRLF, and a transparent dot
+READ_BLOCK = 1 << 16
+END_OF_DATA = b"\r\n.\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,28 +62,98 @@ class RelaySession(Session):
         self.counted: Any = None  # what the handler counts this connection against
 
 
+class _Tables:
+    """The command, AUTH-mechanism and hook tables of a protocol class and handler.
+
+    aiosmtpd builds them in `SMTP.__init__` with `inspect.getmembers()` and `dir()` on every
+    new connection, which was a quarter of the CPU of a one-message connection; here they are
+    built once per listener, and each connection only binds its own methods.
+    """
+
+    def __init__(self, protocol: type["RelayProtocol"], handler: Any) -> None:
+        self.commands = [(name[5:], name) for name in dir(protocol) if name.startswith("smtp_")]
+        self.builtin_auth = [
+            (getattr(method, "__auth_mechanism_name__", name[5:].replace("__", "-")), name)
+            for name, method in inspect.getmembers(protocol)
+            if name.startswith("auth_")
+        ]
+        self.handler_auth = {
+            getattr(method, "__auth_mechanism_name__", name[5:].replace("__", "-")): (
+                _AuthMechAttr(method, False)
+            )
+            for name, method in inspect.getmembers(handler)
+            if name.startswith("auth_")
+        }
+        self.hooks = {
+            name[7:]: getattr(handler, name) for name in dir(handler) if name.startswith("handle_")
+        }
+        self.hooks["EHLO"] = _ehlo_extensions
+
+
+# `<local@domain>`, possibly followed by parameters: the form nearly every client sends.
+_PLAIN_PATH = re.compile(r"\s*<([^<>()\[\]\\,;:\s\"@]+@[^<>()\[\]\\,;:\s\"@]+)>\s*(.*)", re.S)
+
+
 class RelayProtocol(SMTP):
     """One SMTP connection."""
 
-    def __init__(self, handler: Any, settings: ListenerSettings) -> None:
-        super().__init__(
-            handler,
-            data_size_limit=settings.data_size_limit,
-            enable_SMTPUTF8=True,
-            hostname=settings.hostname,
-            ident="Postline ESMTP",
-            tls_context=None if settings.implicit_tls else settings.tls_context,
-            timeout=settings.timeout,
-            auth_require_tls=not (settings.plaintext_auth or settings.implicit_tls),
+    def __init__(self, handler: Any, settings: ListenerSettings, tables: _Tables) -> None:
+        # The state SMTP.__init__ (aiosmtpd 1.4.6) sets up, minus its per-connection scans
+        # (see _Tables); tests/unit/test_smtp_protocol.py checks the two stay in step.
+        loop = asyncio.get_running_loop()
+        self.__ident__ = "Postline ESMTP"
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
         )
+        self.event_handler = handler
+        self.data_size_limit = settings.data_size_limit
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        self.command_size_limits.clear()
+        self.hostname = settings.hostname
+        self.tls_context = None if settings.implicit_tls else settings.tls_context
+        self.require_starttls = False
+        self._timeout_duration = settings.timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = not (settings.plaintext_auth or settings.implicit_tls)
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = None
+        self._auth_required = False
+        self._auth_methods = {
+            mechanism: _AuthMechAttr(getattr(self, name), True)
+            for mechanism, name in tables.builtin_auth
+        }
+        self._auth_methods.update(tables.handler_auth)
+        self._handle_hooks = tables.hooks
+        self._ehlo_hook_ver = "new"
+        self._smtp_methods = {command: getattr(self, name) for command, name in tables.commands}
+        self._enforce_call_limit = False
+
         self.settings = settings
         self._greeted = False
         self._verbatim = False  # HELO/EHLO answers (and the greeting) carry no enhanced codes
         self._in_mail = False  # answering MAIL FROM (address errors are the sender's)
         self._errors = 0
         self._closing = False
-        self._handle_hooks["EHLO"] = _ehlo_extensions
-        self._ehlo_hook_ver = "new"
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parser, with a fast path for plain `<local@domain>` paths."""
+        match = _PLAIN_PATH.match(arg)
+        if match is not None:
+            return match.group(1), match.group(2)
+        return super()._getaddr(arg)
 
     def _create_session(self) -> Session:
         return RelaySession(self.loop)
@@ -142,6 +219,71 @@ class RelayProtocol(SMTP):
         finally:
             self._in_mail = False
 
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA as aiosmtpd answers it, with the content read by `_read_data`."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, problem = await self._read_data()
+        if problem is not None:
+            self._set_post_data_state()
+            await self.push(problem)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """The message up to `<CRLF>.<CRLF>`, dot-unstuffed; or why it is refused.
+
+        Reads whatever has arrived, in blocks, and looks for the end marker; what follows it
+        (pipelined commands) goes back to the reader. Only `<CRLF>` ends a line, as in
+        aiosmtpd, so `<LF>.<LF>` never ends DATA. An oversized message is read to its end and
+        dropped as it comes, so memory stays bounded; the client then gets 552 (RFC 5321
+        4.2.5 asks for the whole message to be read first).
+        """
+        reader = self._reader
+        limit = self.data_size_limit or 0
+        buffer = bytearray(b"\r\n")  # so that a message made of "." alone is found too
+        scanned = 0
+        dropped = 0
+        while True:
+            end = buffer.find(END_OF_DATA, max(0, scanned - len(END_OF_DATA)))
+            if end >= 0:
+                break
+            scanned = len(buffer)
+            if limit and len(buffer) + dropped > limit + 2:
+                dropped += len(buffer) - len(END_OF_DATA)
+                del buffer[: -len(END_OF_DATA)]
+                scanned = len(buffer)
+            block = await reader.read(READ_BLOCK)
+            if not block:  # the client went away; aiosmtpd cancels this session
+                raise ConnectionResetError("connection closed during DATA")
+            self._reset_timeout()
+            buffer += block
+        rest = bytes(buffer[end + len(END_OF_DATA) :])
+        if rest and not reader.at_eof():
+            reader.feed_data(rest)  # the buffer is empty: this puts it back at the front
+        # `end` is the message's size with its last CRLF (it counts the 2 bytes added above)
+        if limit and dropped + end > limit:
+            return b"", smtp_replies.SIZE_EXCEEDED
+        raw = bytes(buffer[2 : end + 2])
+        if max(map(len, raw.split(b"\n")), default=0) > MAX_LINE_BYTES - 1:
+            return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+        if raw.startswith(b"."):
+            raw = raw[1:]
+        return raw.replace(b"\r\n.", b"\r\n"), None
+
     async def smtp_AUTH(self, arg: str) -> None:
         assert isinstance(self.session, RelaySession)
         self.session.credentials = None
@@ -178,8 +320,10 @@ async def _ehlo_extensions(
 
 
 def protocol_factory(handler: Any, settings: ListenerSettings) -> Callable[[], RelayProtocol]:
+    tables = _Tables(RelayProtocol, handler)
+
     def make() -> RelayProtocol:
-        return RelayProtocol(handler, settings)
+        return RelayProtocol(handler, settings, tables)
 
     return make
 

@@ -1,7 +1,7 @@
 """Benchmarks: each scenario runs beside its peer in the same run and reports the ratio.
 
-    python bench/run.py [--scenarios api-send,api-batch] [--setups postgres/1+projector,...]
-                        [--duration 10]
+    python bench/run.py [--scenarios api-send,api-batch,smtp-ingest]
+                        [--setups postgres/1+projector,...] [--duration 10] [--smtp-messages N]
 
 Scenarios
   api-send   64 concurrent connections, POST /api/send, one recipient per message.
@@ -10,6 +10,12 @@ Scenarios
              ceiling the accept path keeps.
   api-batch  8 connections, POST /api/batch with 500 requests of one recipient each.
              Peer: /api/_noop/batch. Figures are recipients (messages) per second.
+
+  smtp-ingest
+             Postfix's smtp-source, 16 sessions, 10,000 messages of 5 KB, once with a new
+             connection per message and once reusing connections (-d), against Postline's
+             trusted-network port, a throwaway Postfix relaying to its discard transport, and
+             a no-op aiosmtpd server (bench/smtp.py). Figures are messages per second.
 
 Setups (`--setups`)
   STORE/WORKERS[+projector]: sqlite or postgres; how many HTTP worker processes; `+projector`
@@ -36,6 +42,8 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+import smtp
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -159,7 +167,12 @@ class Server:
     """
 
     def __init__(
-        self, database_url: str, data_dir: Path, workers: int = 1, split: bool = False
+        self,
+        database_url: str,
+        data_dir: Path,
+        workers: int = 1,
+        split: bool = False,
+        smtp: bool = False,
     ) -> None:
         env = dict(os.environ, POSTLINE_DATABASE_URL=database_url)
         boot = subprocess.run(
@@ -170,7 +183,18 @@ class Server:
             cwd=ROOT,
             check=True,
         )
-        self.token = json.loads(boot.stdout)["api_token"]
+        credentials = json.loads(boot.stdout)
+        self.token = credentials["api_token"]
+        # The SMTP load tool cannot AUTH: the relay trusts loopback as the bootstrap token, with
+        # the per-connection and per-account limits lifted (smtp-source -d sends ~600 messages
+        # over each connection).
+        smtp_options = [
+            *("--smtp", "127.0.0.1:0", "--smtp-trusted-networks", "127.0.0.0/8"),
+            *("--smtp-trusted-token", str(credentials["token_id"])),
+            *("--smtp-max-messages-per-connection", "0"),
+            *("--smtp-max-connections-per-account", "0"),
+        ]
+        roles = ["api", *(["smtp"] if smtp else []), *([] if split else ["projector"])]
         self.log = (data_dir / "serve.log").open("w")
         common = ["--data-dir", str(data_dir), "--log-level", "warning"]
         self.projector = (
@@ -196,7 +220,8 @@ class Server:
                 "--workers",
                 str(workers),
                 "--roles",
-                "api" if split else "api,projector",
+                ",".join(roles),
+                *(smtp_options if smtp else []),
                 *common,
             ],
             stdout=subprocess.PIPE,
@@ -206,12 +231,15 @@ class Server:
             cwd=ROOT,
         )
         self.base = ""
+        self.smtp_port = 0
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
                 break
+            if line.strip().startswith("SMTP:"):
+                self.smtp_port = int(line.split()[1].rpartition(":")[2])
             if line.startswith("Listening on "):
                 self.base = line.split()[-1]
                 break
@@ -405,12 +433,120 @@ def run_scenario(name: str, setup: str, seconds: float, warmup: float, work: Pat
     return result
 
 
+SMTP_GOAL = "≥ 1.5 times Postfix in both modes, ≥ 75% of the no-op server, every 250 durable"
+
+
+def run_smtp_scenario(setup: str, work: Path, messages: int) -> dict:
+    """smtp-ingest: smtp-source against Postline, Postfix and a no-op aiosmtpd, in turn."""
+    store, workers, split = parse_setup(setup)
+    data_dir = work / f"smtp-ingest-{setup.replace('/', '-')}"
+    data_dir.mkdir()
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    if store == "postgres":
+        pg_schema("create", schema)
+        sep = "&" if "?" in PG_URL else "?"
+        url = f"{PG_URL}{sep}schema={schema}"
+    else:
+        url = f"sqlite:///{data_dir / 'postline.db'}"
+    server = Server(url, data_dir, workers, split, smtp=True)
+    noop = smtp.NoopSmtp()
+    try:
+        postfix: smtp.Postfix | None = smtp.Postfix()
+        postfix_problem = None
+    except RuntimeError as error:
+        postfix, postfix_problem = None, str(error)
+    modes: dict[str, dict] = {}
+    durable = True
+    try:
+        for mode in ("new", "reuse"):
+            reuse = mode == "reuse"
+            targets = [("postline", server.smtp_port), ("noop", noop.port)]
+            if postfix is not None:
+                targets.append(("postfix", postfix.port))
+            for _, port in targets:  # warm up every server the same way
+                smtp.smtp_source(port, min(1000, messages), reuse=reuse)
+            figures: dict[str, dict | None] = {"postfix": None}
+            for name, port in targets:
+                before = count_accepted(store, schema, data_dir) if name == "postline" else 0
+                cpu = server.cpu_seconds() if name == "postline" else noop.cpu_seconds()
+                figures[name] = smtp.smtp_source(port, messages, reuse=reuse)
+                if name == "postline":
+                    time.sleep(0.5)
+                    stored = count_accepted(store, schema, data_dir) - before
+                    figures[name]["messages_committed"] = stored  # type: ignore[index]
+                    durable = durable and stored >= messages
+                if name != "postfix":
+                    used = (
+                        server.cpu_seconds() if name == "postline" else noop.cpu_seconds()
+                    ) - cpu
+                    figures[name]["server_cpu_us_per_message"] = round(  # type: ignore[index]
+                        used * 1e6 / messages, 1
+                    )
+            ours = figures["postline"]["messages_per_s"]  # type: ignore[index]
+            peer = figures["postfix"]
+            modes[mode] = {
+                **figures,
+                "ratio_to_postfix": round(ours / peer["messages_per_s"], 2) if peer else None,
+                "ratio_to_noop": round(ours / figures["noop"]["messages_per_s"], 2),  # type: ignore[index]
+            }
+    finally:
+        server.stop()
+        noop.stop()
+        if postfix is not None:
+            postfix.stop()
+        if store == "postgres":
+            pg_schema("drop", schema)
+    ok = all(modes[m][n]["ok"] for m in modes for n in ("postline", "noop"))  # type: ignore[index]
+    met = all(
+        modes[m]["ratio_to_postfix"] is not None
+        and modes[m]["ratio_to_postfix"] >= 1.5
+        and modes[m]["ratio_to_noop"] >= 0.75
+        for m in modes
+    )
+    return {
+        "scenario": "smtp-ingest",
+        "store": store,
+        "setup": setup,
+        "workers": workers,
+        "projector_process": split,
+        "sessions": smtp.SESSIONS,
+        "message_bytes": smtp.MESSAGE_BYTES,
+        "modes": modes,
+        "postfix_problem": postfix_problem,
+        "durable": durable and ok,
+        "goal": SMTP_GOAL,
+        "goal_met": met and durable and ok,
+    }
+
+
+def smtp_summary(r: dict) -> str:
+    lines = []
+    for mode, m in r["modes"].items():
+        p = m["postfix"]
+        postfix = f"{p['messages_per_s']:>7,.0f}" if p else "    n/a"
+        ours = m["postline"]["messages_per_s"]
+        lines.append(
+            f"smtp-ingest {r['setup']:<20} {mode:<5} postline {ours:>7,.0f}"
+            f" msgs/s | postfix {postfix} | no-op {m['noop']['messages_per_s']:>7,.0f} | "
+            f"x postfix {m['ratio_to_postfix']} | x no-op {m['ratio_to_noop']} | "
+            f"CPU/msg {m['postline']['server_cpu_us_per_message']} us vs no-op "
+            f"{m['noop']['server_cpu_us_per_message']} us"
+        )
+    lines.append(f"smtp-ingest {r['setup']}: durable {r['durable']} | goal met: {r['goal_met']}")
+    if r["postfix_problem"]:
+        lines.append(f"  (no Postfix peer: {r['postfix_problem']})")
+    return "\n".join(lines)
+
+
 DEFAULT_SETUPS = "sqlite/1,sqlite/2,postgres/1,postgres/1+projector,postgres/2+projector"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="api-send,api-batch")
+    parser.add_argument("--scenarios", default="api-send,api-batch,smtp-ingest")
+    parser.add_argument(
+        "--smtp-messages", type=int, default=10_000, help="messages per smtp-source run"
+    )
     parser.add_argument(
         "--setups",
         default=DEFAULT_SETUPS,
@@ -420,8 +556,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    scenarios = args.scenarios.split(",")
+    if shutil.which("wrk") is None and set(scenarios) - {"smtp-ingest"}:
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    if "smtp-ingest" in scenarios and (problem := smtp.tools_missing()):
+        print(f"bench: {problem}", file=sys.stderr)
         return 2
     try:
         setups = [s for s in args.setups.split(",") if parse_setup(s)]
@@ -431,11 +571,15 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
         for setup in setups:
-            for name in args.scenarios.split(","):
+            for name in scenarios:
                 print(f"== {name} on {setup} ...", file=sys.stderr, flush=True)
-                result = run_scenario(name, setup, args.duration, args.warmup, Path(tmp))
+                if name == "smtp-ingest":
+                    result = run_smtp_scenario(setup, Path(tmp), args.smtp_messages)
+                    print(smtp_summary(result), flush=True)
+                else:
+                    result = run_scenario(name, setup, args.duration, args.warmup, Path(tmp))
+                    print(summary(result), flush=True)
                 results.append(result)
-                print(summary(result), flush=True)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -451,7 +595,11 @@ def main() -> int:
     for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
         path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results: {RESULTS / 'latest.json'}", file=sys.stderr)
-    return 0 if all(r["durable"] and r["postline"]["non_2xx"] == 0 for r in results) else 1
+    return (
+        0
+        if all(r["durable"] and r.get("postline", {}).get("non_2xx", 0) == 0 for r in results)
+        else 1
+    )
 
 
 def summary(r: dict) -> str:

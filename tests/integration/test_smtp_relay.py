@@ -437,3 +437,32 @@ def authenticated(relay: LiveSmtp, account: tuple[int, str]) -> RawClient:
 
 def account_id_of(runtime: Runtime, message_id: str) -> int:
     return int(runtime.store.get(uuid.UUID(message_id)).account_id)
+
+
+def test_data_is_unstuffed_and_its_end_is_found_across_packets(
+    runtime: Runtime, relay: LiveSmtp, account: tuple[int, str]
+) -> None:
+    client = authenticated(relay, account)
+
+    def data(*pieces: bytes) -> str:
+        client.command("MAIL FROM:<shop@example.com>")
+        client.command("RCPT TO:<ann@example.net>")
+        assert client.command("DATA").startswith("354")
+        for piece in pieces:
+            client.send(piece)
+            time.sleep(0.05)  # separate TCP segments
+        return client.reply()
+
+    reply = data(b"Subject: dots\r\n\r\n..hidden\r\n", b"...\r\nend\r", b"\n.", b"\r\n")
+    stored = runtime.store.get(uuid.UUID(queued_id(reply)))
+    body = runtime.store.get_blob(stored.body)
+    assert body == b"Subject: dots\r\n\r\n.hidden\r\n..\r\nend\r\n"
+
+    empty = runtime.store.get(uuid.UUID(queued_id(data(b".\r\n"))))
+    assert runtime.store.get_blob(empty.body) == b""
+
+    too_long = data(b"Subject: long\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n")
+    assert too_long == "500 5.5.2 Line too long: at most 998 characters (RFC 5321 4.5.3.1.6)"
+    longest = data(b"Subject: long\r\n\r\n" + b"x" * 999 + b"\r\n.\r\n")
+    assert longest.startswith("250 2.0.0 Ok: queued as ")
+    client.close()
