@@ -10,6 +10,6 @@ RUN pip install --no-cache-dir . && useradd --create-home postline && mkdir /dat
     && chown postline /data
 USER postline
 ENV POSTLINE_DATA_DIR=/data
-EXPOSE 8025
+EXPOSE 8025 2525
 ENTRYPOINT ["postline"]
-CMD ["serve", "--http", "0.0.0.0:8025", "--bootstrap"]
+CMD ["serve", "--http", "0.0.0.0:8025", "--smtp", "0.0.0.0:2525", "--bootstrap"]

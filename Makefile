@@ -33,9 +33,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 
 ## bench: throughput and latency beside each scenario's peer; results in bench/results/
+## (needs wrk, and Postfix's smtp-source and postfix for smtp-ingest: installed here as root)
 bench: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  apt-get install -y -q wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	@[ -x /usr/sbin/smtp-source ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null; } || \
+	  { echo "make bench needs Postfix for smtp-ingest (apt-get install postfix)"; exit 1; }
 	$(BIN)/python bench/run.py
 
 clean:

@@ -147,6 +147,7 @@ class RelayProtocol(SMTP):
         self._in_mail = False  # answering MAIL FROM (address errors are the sender's)
         self._errors = 0
         self._closing = False
+        self._lines: list[str] = []  # multi-line reply being built
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parser, with a fast path for plain `<local@domain>` paths."""
@@ -177,7 +178,15 @@ class RelayProtocol(SMTP):
         verbatim = self._verbatim or not self._greeted
         self._greeted = True
         reply = status if verbatim else smtp_replies.worded(status, sender=self._in_mail)
-        await super().push(reply)
+        if reply[3:4] == "-":  # a line of a multi-line reply (EHLO): goes out with the last one
+            self._lines.append(reply)
+            return
+        if self._lines:
+            self._lines.append(reply)
+            await super().push("\r\n".join(self._lines))
+            self._lines.clear()
+        else:
+            await super().push(reply)
         if self._closing:
             return
         if reply[:1] == "5":

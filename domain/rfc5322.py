@@ -7,9 +7,7 @@ when the message is delivered. Only the header block is parsed, once, on the acc
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from email.header import decode_header, make_header
-from email.utils import format_datetime
 from typing import Any
 
 import msgspec
@@ -121,9 +119,12 @@ def received_header(
     authenticated: bool,
     esmtp: bool,
     queue_id: str,
-    at: datetime,
+    date: str,
 ) -> bytes:
-    """The trace header a relay prepends (RFC 5321 §4.4; protocol names per RFC 3848)."""
+    """The trace header a relay prepends (RFC 5321 §4.4; protocol names per RFC 3848).
+
+    `date` is an RFC 5322 date-time (`email.utils.format_datetime`).
+    """
     protocol = (
         ("ESMTP" if esmtp else "SMTP") + ("S" if tls else "") + ("A" if authenticated else "")
     )
@@ -132,9 +133,15 @@ def received_header(
     line = (
         f"Received: from {source} ({where})\r\n"
         f"\tby {_printable(hostname)} (Postline) with {protocol} id {queue_id};\r\n"
-        f"\t{format_datetime(at)}\r\n"
+        f"\t{date}\r\n"
     )
     return line.encode("ascii")
+
+
+def deliverable(head: bytes, raw: bytes) -> bytes:
+    """The bytes to deliver for a relayed message: our trace header, then the message as sent
+    without its `X-MT-*` metadata headers."""
+    return head + strip_headers(raw)
 
 
 def strip_headers(data: bytes, names: frozenset[str] = METADATA_HEADERS) -> bytes:

@@ -180,7 +180,7 @@ class Acceptor:
             authenticated=raw.authenticated,
             esmtp=raw.esmtp,
             queue_id=ids[0].hex,
-            at=staged.now,
+            date=staged.date,
         )
         head_sha = staged.blob(prefix)
         body_sha = staged.blob(raw.data)

@@ -51,6 +51,7 @@ class SmtpRelay:
         self._runtime = runtime
         self._policy = policy
         self._connections: Counter[int] = Counter()  # authenticated connections per account
+        self._trusted_ips: dict[str, bool] = {}  # client address -> in a trusted network
 
     async def authenticate(
         self, server: RelayProtocol, session: RelaySession, credentials: LoginPassword
@@ -176,11 +177,18 @@ class SmtpRelay:
         ip = _ip(session)
         if ip is None:
             return False
+        known = self._trusted_ips.get(ip)
+        if known is not None:
+            return known
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
             return False
-        return any(address in network for network in self._policy.trusted_networks)
+        trusted = any(address in network for network in self._policy.trusted_networks)
+        if len(self._trusted_ips) >= 10_000:
+            self._trusted_ips.clear()
+        self._trusted_ips[ip] = trusted
+        return trusted
 
 
 def _ip(session: Any) -> str | None:

@@ -1,11 +1,13 @@
 """Raw messages: what the relay reads from them and what it adds or strips."""
 
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 
 from domain.rfc5322 import (
     custom_variables,
+    deliverable,
     has_bare_newline,
     header_block,
     inspect,
@@ -72,6 +74,19 @@ def test_strip_headers_removes_metadata_and_keeps_every_other_byte() -> None:
     assert strip_headers(plain) is plain
 
 
+def test_deliverable_bytes_are_the_trace_header_and_the_message_without_metadata() -> None:
+    head = b"Received: from a ([192.0.2.1])\r\n\tby b (Postline) with ESMTPA id q;\r\n\tdate\r\n"
+    assert deliverable(head, RAW) == head + strip_headers(RAW)
+    assert b"X-MT-" not in deliverable(head, RAW).partition(b"\r\n\r\n")[0]
+
+
+def test_first_of_repeated_fields_counts_and_raw_utf8_is_read_as_utf8() -> None:
+    facts = inspect(
+        "Subject: Grüße aus Köln\r\nX-MT-Category: first\r\nX-MT-Category: second\r\n\r\n".encode()
+    )
+    assert (facts.subject, facts.category) == ("Grüße aus Köln", "first")
+
+
 def test_header_block_without_a_body() -> None:
     assert header_block(b"Subject: x\r\n") == b"Subject: x\r\n"
     assert header_block(b"\r\nbody") == b""
@@ -100,7 +115,7 @@ def test_received_header_is_safe_and_names_the_protocol() -> None:
         authenticated=True,
         esmtp=True,
         queue_id="abc123",
-        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        date=format_datetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
     )
     assert header == (
         b"Received: from evil??Bcc:?x@example.com??x? ([192.0.2.1])\r\n"
@@ -115,7 +130,7 @@ def test_received_header_is_safe_and_names_the_protocol() -> None:
         authenticated=False,
         esmtp=False,
         queue_id="q",
-        at=datetime(2026, 1, 2, tzinfo=UTC),
+        date="Fri, 02 Jan 2026 00:00:00 +0000",
     )
     assert plain.startswith(
         b"Received: from unknown (unknown)\r\n\tby h (Postline) with SMTP id q;"
