@@ -369,18 +369,22 @@ def goal_met(result: dict) -> bool | None:
     )
 
 
-def run_scenario(name: str, setup: str, seconds: float, warmup: float, work: Path) -> dict:
-    spec = SCENARIOS[name]
-    store, workers, split = parse_setup(setup)
+def fresh_store(name: str, setup: str, store: str, work: Path) -> tuple[Path, str, str]:
+    """A new data folder and an empty store for one scenario: (folder, PG schema, store URL)."""
     data_dir = work / f"{name}-{setup.replace('/', '-')}"
     data_dir.mkdir()
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     if store == "postgres":
         pg_schema("create", schema)
         sep = "&" if "?" in PG_URL else "?"
-        url = f"{PG_URL}{sep}schema={schema}"
-    else:
-        url = f"sqlite:///{data_dir / 'postline.db'}"
+        return data_dir, schema, f"{PG_URL}{sep}schema={schema}"
+    return data_dir, schema, f"sqlite:///{data_dir / 'postline.db'}"
+
+
+def run_scenario(name: str, setup: str, seconds: float, warmup: float, work: Path) -> dict:
+    spec = SCENARIOS[name]
+    store, workers, split = parse_setup(setup)
+    data_dir, schema, url = fresh_store(name, setup, store, work)
     server = Server(url, data_dir, workers, split)
     try:
         script = wrk_script(server.token, spec["body"], work)
@@ -439,15 +443,7 @@ SMTP_GOAL = "≥ 1.5 times Postfix in both modes, ≥ 75% of the no-op server, e
 def run_smtp_scenario(setup: str, work: Path, messages: int) -> dict:
     """smtp-ingest: smtp-source against Postline, Postfix and a no-op aiosmtpd, in turn."""
     store, workers, split = parse_setup(setup)
-    data_dir = work / f"smtp-ingest-{setup.replace('/', '-')}"
-    data_dir.mkdir()
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    if store == "postgres":
-        pg_schema("create", schema)
-        sep = "&" if "?" in PG_URL else "?"
-        url = f"{PG_URL}{sep}schema={schema}"
-    else:
-        url = f"sqlite:///{data_dir / 'postline.db'}"
+    data_dir, schema, url = fresh_store("smtp-ingest", setup, store, work)
     server = Server(url, data_dir, workers, split, smtp=True)
     noop = smtp.NoopSmtp()
     try:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
+from uuid import UUID
 
 import msgspec
 import uuid_utils.compat as uuid_compat
@@ -103,6 +105,32 @@ class _Staged:
         self.blobs.setdefault(sha, data)
         return sha
 
+    def messages(
+        self,
+        origin: Origin,
+        ids: list[UUID],
+        recipients: list[tuple[str, str]],
+        **shared: Any,
+    ) -> list[str]:
+        """Stage one `Accepted` per `(address, kind)` recipient; `shared` is what they share."""
+        principal = origin.principal
+        for message_id, (address, kind) in zip(ids, recipients, strict=True):
+            self.events.append(
+                accepted(
+                    message_id,
+                    self.now,
+                    account_id=principal.account_id,
+                    token_id=principal.token_id,
+                    stream=origin.stream,
+                    source=origin.source,
+                    client_ip=origin.client_ip,
+                    recipient=address,
+                    recipient_kind=kind,
+                    **shared,
+                )
+            )
+        return [str(message_id) for message_id in ids]
+
 
 class Acceptor:
     """Turns validated submissions into committed `Message` aggregates."""
@@ -182,34 +210,21 @@ class Acceptor:
             queue_id=ids[0].hex,
             date=staged.date,
         )
-        head_sha = staged.blob(prefix)
-        body_sha = staged.blob(raw.data)
-        principal = origin.principal
-        size = len(prefix) + len(raw.data)
-        for message_id, recipient in zip(ids, raw.recipients, strict=True):
-            staged.events.append(
-                accepted(
-                    message_id,
-                    staged.now,
-                    account_id=principal.account_id,
-                    token_id=principal.token_id,
-                    stream=origin.stream,
-                    source=origin.source,
-                    client_ip=origin.client_ip,
-                    sender=raw.sender,
-                    recipient=recipient,
-                    recipient_kind="rcpt",
-                    subject=facts.subject,
-                    category=facts.category,
-                    custom_variables=facts.custom_variables,
-                    format=FORMAT_RFC5322,
-                    head=head_sha,
-                    body=body_sha,
-                    size=size,
-                )
-            )
+        message_ids = staged.messages(
+            origin,
+            ids,
+            [(recipient, "rcpt") for recipient in raw.recipients],
+            sender=raw.sender,
+            subject=facts.subject,
+            category=facts.category,
+            custom_variables=facts.custom_variables,
+            format=FORMAT_RFC5322,
+            head=staged.blob(prefix),
+            body=staged.blob(raw.data),
+            size=len(prefix) + len(raw.data),
+        )
         await self._commit(staged)
-        return [str(message_id) for message_id in ids]
+        return message_ids
 
     def _shared_body(self, staged: _Staged, base: Draft) -> tuple[Body, str] | InvalidSubmission:
         try:
@@ -228,33 +243,21 @@ class Acceptor:
         head: Head = msgspec.structs.replace(
             submission.head, message_id=f"<{ids[0].hex}@{domain}>", date=staged.date
         )
-        head_sha = staged.blob(_ENCODER.encode(head))
         if body_sha is None:
             body_sha = staged.blob(_ENCODER.encode(submission.body))
-        principal = origin.principal
-        for message_id, recipient in zip(ids, submission.recipients, strict=True):
-            staged.events.append(
-                accepted(
-                    message_id,
-                    staged.now,
-                    account_id=principal.account_id,
-                    token_id=principal.token_id,
-                    stream=origin.stream,
-                    source=origin.source,
-                    client_ip=origin.client_ip,
-                    sender=submission.sender,
-                    recipient=recipient.email,
-                    recipient_kind=recipient.kind,
-                    subject=head.subject,
-                    category=submission.category,
-                    custom_variables=submission.custom_variables,
-                    format=FORMAT_COMPOSITION,
-                    head=head_sha,
-                    body=body_sha,
-                    size=submission.size,
-                )
-            )
-        return [str(message_id) for message_id in ids]
+        return staged.messages(
+            origin,
+            ids,
+            [(recipient.email, recipient.kind) for recipient in submission.recipients],
+            sender=submission.sender,
+            subject=head.subject,
+            category=submission.category,
+            custom_variables=submission.custom_variables,
+            format=FORMAT_COMPOSITION,
+            head=staged.blob(_ENCODER.encode(head)),
+            body=body_sha,
+            size=submission.size,
+        )
 
     async def _commit(self, staged: _Staged) -> None:
         await self._committer.commit(staged.events, list(staged.blobs.items()))
