@@ -48,16 +48,81 @@ class Message(Aggregate):
         self.body = body
         self.format = format
         self.status = "enqueued"
+        self.attempts = 0
+
+    @event("Queued")
+    def queue(self) -> None:
+        """Dispatched for delivery: nothing stands in the way (suppressions, domain checks)."""
+
+    @event("SoftBounced")
+    def soft_bounce(
+        self,
+        *,
+        attempt: int,
+        mx: str | None,
+        sending_ip: str | None,
+        mailbox_provider: str | None,
+        code: int | None,
+        enhanced_code: str | None,
+        response: str,
+        bounce_category: str,
+        next_attempt_at: datetime,
+    ) -> None:
+        """A temporary failure (4xx, timeout, no connection); tried again at `next_attempt_at`."""
+        self.attempts = attempt
+
+    @event("Delivered")
+    def deliver(
+        self,
+        *,
+        attempt: int,
+        mx: str,
+        sending_ip: str | None,
+        mailbox_provider: str,
+        code: int,
+        response: str,
+    ) -> None:
+        """The recipient's MX host took the message."""
+        self.attempts = attempt
+        self.status = "delivered"
+
+    @event("Bounced")
+    def bounce(
+        self,
+        *,
+        attempt: int,
+        mx: str | None,
+        sending_ip: str | None,
+        mailbox_provider: str | None,
+        code: int | None,
+        enhanced_code: str | None,
+        response: str,
+        bounce_category: str,
+    ) -> None:
+        """A permanent failure (5xx, null MX, or retries exhausted): no more attempts."""
+        self.attempts = attempt
+        self.status = "not_delivered"
 
 
 _MESSAGE_TOPIC = get_topic(Message)
 _ACCEPTED = Message.Accepted  # type: ignore[attr-defined]
-_ACCEPTED_FIELDS = frozenset(_ACCEPTED.__dataclass_fields__) - {
-    "originator_id",
-    "originator_version",
-    "timestamp",
-    "originator_topic",
-}
+_ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+_ACCEPTED_FIELDS = frozenset(_ACCEPTED.__dataclass_fields__) - _ENVELOPE
+
+
+def follow_up(kind: type[Any], id: UUID, version: int, timestamp: datetime, **fields: Any) -> Any:
+    """A later event of a `Message` at `version` (Queued, SoftBounced, Delivered, Bounced),
+    built without loading the aggregate: the dispatcher and the MTA workers know the version
+    from the queue they work from, and record thousands of these a second."""
+    expected = frozenset(kind.__dataclass_fields__) - _ENVELOPE
+    if fields.keys() != expected:
+        raise TypeError(f"{kind.__qualname__} takes {sorted(expected)}, got {sorted(fields)}")
+    event_ = object.__new__(kind)
+    fields["originator_id"] = id
+    fields["originator_version"] = version
+    fields["timestamp"] = timestamp
+    object.__setattr__(event_, "__dict__", fields)
+    return event_
 
 
 def accepted(id: UUID, timestamp: datetime, **fields: Any) -> Message.Accepted:

@@ -57,7 +57,10 @@ class EmailLogs:
 
     name = "email_logs"
     tables = ("email_log_events", "email_logs")
-    topics = frozenset({get_topic(Message.Accepted)})
+    topics = frozenset(
+        get_topic(kind)
+        for kind in (Message.Accepted, Message.SoftBounced, Message.Delivered, Message.Bounced)
+    )
 
     def schema(self) -> Iterable[str]:
         yield (
@@ -99,8 +102,14 @@ class EmailLogs:
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
         logs, history = [], []
+        statuses: dict[str, str] = {}  # message id -> its latest status in this batch
         for position, e in events:
             if not isinstance(e, Message.Accepted):
+                message_id = str(e.originator_id)
+                kind, details = _outcome(e)
+                history.append((message_id, position, kind, _stored_time(e.timestamp), details))
+                if kind != "soft_bounce":
+                    statuses[message_id] = "delivered" if kind == "delivery" else "not_delivered"
                 continue
             message_id = str(e.originator_id)
             at = _stored_time(e.timestamp)
@@ -128,6 +137,23 @@ class EmailLogs:
             history.append((message_id, position, "sending", at, details))
         db.insert(cursor, "email_logs", LOG_COLUMNS, logs, "ON CONFLICT (message_id) DO NOTHING")
         db.insert(cursor, "email_log_events", HISTORY_COLUMNS, history, "ON CONFLICT DO NOTHING")
+        db.update(cursor, "email_logs", "message_id", "status", list(statuses.items()))
+
+
+def _outcome(e: Any) -> tuple[str, str]:
+    """The history entry of a delivery attempt, in the API's words (event type, details)."""
+    details: dict[str, Any] = {
+        "sending_ip": e.sending_ip,
+        "recipient_mx": e.mx,
+        "email_service_provider": e.mailbox_provider,
+    }
+    if isinstance(e, Message.Delivered):
+        return "delivery", _ENCODER.encode(details).decode()
+    details["email_service_provider_status"] = e.enhanced_code or (str(e.code) if e.code else None)
+    details["email_service_provider_response"] = e.response
+    details["bounce_category"] = e.bounce_category
+    kind = "soft_bounce" if isinstance(e, Message.SoftBounced) else "bounce"
+    return kind, _ENCODER.encode(details).decode()
 
 
 def get_message(db: SqlDatabase, account_id: int, message_id: str) -> dict[str, Any] | None:

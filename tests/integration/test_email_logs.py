@@ -1,9 +1,12 @@
 """The email-log read model: built from the log, exactly once, rebuildable."""
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 
 import msgspec
 
+from domain.message import Message, follow_up
 from domain.submission import BatchDraft, Draft
 from engine.accept import Origin
 from engine.accounts import Principal
@@ -87,3 +90,89 @@ def test_two_projectors_on_one_database_do_not_apply_twice(runtime: Runtime) -> 
         pass
     assert len(rows(runtime)) == 4
     assert runtime.email_logs.position() == runtime.store.head()
+
+
+def test_delivery_outcomes_set_the_status_and_extend_the_history(runtime: Runtime) -> None:
+    delivered, bounced, retried = send(
+        runtime, cc=[{"email": "c@example.com"}], bcc=[{"email": "d@example.com"}]
+    )
+    now = datetime.now(UTC)
+    where = {"mx": "mx.example.net", "sending_ip": "192.0.2.1", "mailbox_provider": "Other"}
+    failure = {"code": 451, "enhanced_code": "4.7.1", "response": "4.7.1 Greylisted"}
+    events = [
+        follow_up(Message.Queued, uuid.UUID(i), 2, now) for i in (delivered, bounced, retried)
+    ]
+    events += [
+        follow_up(
+            Message.SoftBounced,
+            uuid.UUID(delivered),
+            3,
+            now,
+            attempt=1,
+            **where,
+            **failure,
+            bounce_category="greylisting",
+            next_attempt_at=now,
+        ),
+        follow_up(
+            Message.Delivered,
+            uuid.UUID(delivered),
+            4,
+            now,
+            attempt=2,
+            **where,
+            code=250,
+            response="2.0.0 Ok: queued",
+        ),
+        follow_up(
+            Message.Bounced,
+            uuid.UUID(bounced),
+            3,
+            now,
+            attempt=1,
+            **where,
+            code=550,
+            enhanced_code="5.1.1",
+            response="5.1.1 User unknown",
+            bounce_category="badrecipient",
+        ),
+        follow_up(
+            Message.SoftBounced,
+            uuid.UUID(retried),
+            3,
+            now,
+            attempt=1,
+            **where,
+            **failure,
+            bounce_category="greylisting",
+            next_attempt_at=now,
+        ),
+    ]
+    runtime.committer.submit(events).result(10)
+    runtime.email_logs.catch_up()
+
+    def log(message_id: str) -> dict:
+        found = get_message(runtime.store.db, 1, message_id)
+        assert found is not None
+        return found
+
+    first = log(delivered)
+    assert first["status"] == "delivered"
+    assert [e["event_type"] for e in first["events"]] == ["sending", "soft_bounce", "delivery"]
+    assert first["events"][1]["details"] == {
+        "sending_ip": "192.0.2.1",
+        "recipient_mx": "mx.example.net",
+        "email_service_provider": "Other",
+        "email_service_provider_status": "4.7.1",
+        "email_service_provider_response": "4.7.1 Greylisted",
+        "bounce_category": "greylisting",
+    }
+    assert first["events"][2]["details"] == {
+        "sending_ip": "192.0.2.1",
+        "recipient_mx": "mx.example.net",
+        "email_service_provider": "Other",
+    }
+    second = log(bounced)
+    assert second["status"] == "not_delivered"
+    assert second["events"][-1]["details"]["bounce_category"] == "badrecipient"
+    assert log(retried)["status"] == "enqueued"
