@@ -1,0 +1,120 @@
+"""Where a recipient domain's mail goes: MX lookup with dnspython (RFC 5321 §5.1, RFC 7505).
+
+- MX hosts by preference, each with its addresses (A, then AAAA);
+- no MX record: the domain itself is the implicit MX, if it has an address;
+- a null MX (`MX 0 .`): the domain takes no mail, a permanent failure;
+- NXDOMAIN: permanent; timeouts, SERVFAIL and the like: temporary.
+Answers are cached by their TTL (dnspython's cache). Nameservers come from
+`POSTLINE_DNS_NAMESERVERS` (`127.0.0.1:5353,...`) or the system's resolv.conf.
+"""
+
+import os
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.resolver
+
+NAMESERVERS_ENV = "POSTLINE_DNS_NAMESERVERS"
+
+
+class RouteError(Exception):
+    """No way to reach the domain. `permanent`: do not retry. The text reads like a reply."""
+
+    def __init__(self, text: str, *, permanent: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class MxHost:
+    preference: int
+    host: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The MX hosts of a domain, most preferred first, each with at least one address."""
+
+    domain: str
+    hosts: tuple[MxHost, ...]
+    implicit: bool = False  # no MX record: the domain's own address
+
+
+def nameservers_from(value: str) -> list[tuple[str, int]]:
+    """`127.0.0.1:5353,[::1]:53,192.0.2.53` -> [(address, port)]."""
+    servers = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        if item.startswith("["):
+            address, _, port = item[1:].partition("]:")
+        elif item.count(":") == 1:
+            address, _, port = item.partition(":")
+        else:
+            address, port = item, ""
+        servers.append((address, int(port) if port else 53))
+    return servers
+
+
+class MxResolver:
+    """Async MX routing with a TTL cache."""
+
+    def __init__(
+        self, nameservers: list[tuple[str, int]] | None = None, timeout: float = 10.0
+    ) -> None:
+        configured = nameservers
+        if configured is None and os.environ.get(NAMESERVERS_ENV):
+            configured = nameservers_from(os.environ[NAMESERVERS_ENV])
+        resolver = dns.asyncresolver.Resolver(configure=configured is None)
+        if configured is not None:
+            resolver.nameservers = [address for address, _ in configured]
+            resolver.nameserver_ports = {address: port for address, port in configured}
+        resolver.lifetime = timeout
+        resolver.cache = dns.resolver.Cache()
+        self._resolver = resolver
+
+    async def route(self, domain: str) -> Route:
+        """The MX hosts of `domain`, or RouteError."""
+        try:
+            answer = await self._resolver.resolve(domain, "MX")
+        except dns.resolver.NXDOMAIN:
+            raise RouteError(
+                f"Host or domain name not found: {domain} (NXDOMAIN)", permanent=True
+            ) from None
+        except dns.resolver.NoAnswer:
+            addresses = await self._addresses(domain)
+            if not addresses:
+                raise RouteError(
+                    f"Domain {domain} has neither MX nor address records", permanent=True
+                ) from None
+            return Route(domain, (MxHost(0, domain, addresses),), implicit=True)
+        except dns.exception.DNSException as error:
+            raise RouteError(
+                f"DNS lookup of {domain} MX failed: {error}", permanent=False
+            ) from None
+        records = sorted(answer, key=lambda r: (r.preference, str(r.exchange)))
+        if any(r.exchange == dns.name.root for r in records):
+            raise RouteError(f"5.1.10 {domain} does not accept mail (null MX)", permanent=True)
+        hosts = []
+        for record in records:
+            host = str(record.exchange).rstrip(".").lower()
+            addresses = await self._addresses(host)
+            if addresses:
+                hosts.append(MxHost(record.preference, host, addresses))
+        if not hosts:
+            raise RouteError(f"No MX host of {domain} has an address", permanent=False)
+        return Route(domain, tuple(hosts))
+
+    async def _addresses(self, host: str) -> tuple[str, ...]:
+        addresses: list[str] = []
+        for kind in ("A", "AAAA"):
+            try:
+                answer = await self._resolver.resolve(host, kind)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException:
+                continue
+            addresses += [record.address for record in answer]
+        return tuple(addresses)
