@@ -92,6 +92,11 @@ class SqlDatabase:
         )
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
+    def execute_many(self, cursor: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement (written with `?` and `{markers}`) once per row."""
+        if rows:
+            cursor.executemany(self.prepare(statement), rows)
+
     def update(
         self, cursor: Any, table: str, key: str, column: str, pairs: Sequence[tuple[Any, Any]]
     ) -> None:

@@ -15,8 +15,10 @@ from domain.limits import DEFAULT_LIMITS, SendLimits
 from engine.accept import Acceptor
 from engine.accounts import Authenticator
 from engine.committer import GroupCommitter
+from engine.dispatch import Dispatch
 from engine.errors import StoreUnavailable
 from engine.store import EventStore
+from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
 from projections.runner import Projector
 
@@ -48,12 +50,17 @@ class Runtime:
             with schema_lock(url):
                 self.store = EventStore(url)
                 self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
-                self.projectors = [self.email_logs]
+                self.queue = Projector(self.store.app, self.store.db, DeliveryQueue())
+                # Read models: dropped and rebuilt by `postline replay`.
+                self.projectors = [self.email_logs, self.queue]
                 for projector in self.projectors:
                     projector.create_schema()
         except PersistenceError as error:
             raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
         self.committer = GroupCommitter(self.store)
+        # Processes follow the log too, but write events: never replayed.
+        self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
+        self.dispatcher.create_schema()
         self.auth = Authenticator(self.store)
         self.acceptor = Acceptor(self.committer, limits)
         self.limits = limits
@@ -71,7 +78,8 @@ class Runtime:
         """Start the projector loops on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self.committer.on_commit(self._poke)
-        for projector in self.projectors if self.runs_projections else []:
+        followers = [*self.projectors, self.dispatcher] if self.runs_projections else []
+        for projector in followers:
             wake = asyncio.Event()
             self._wakes.append(wake)
             self._tasks.append(asyncio.create_task(self._follow(projector, wake)))

@@ -1,7 +1,6 @@
 """Email logs: one row per message and its event history (`GET /api/email_logs/{id}`)."""
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -9,20 +8,9 @@ from eventsourcing.utils import get_topic
 
 from adapters.sql import SqlDatabase
 from domain.message import Message
+from projections.times import api_time, stored_time
 
 _ENCODER = msgspec.json.Encoder()
-
-
-def timestamp(value: datetime | str) -> str:
-    """ISO 8601 in UTC with millisecond precision, as the API shows it."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _stored_time(value: datetime) -> str:
-    """Fixed-width ISO 8601 in UTC, so that text comparison orders it (SQLite)."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 LOG_COLUMNS = (
@@ -107,12 +95,12 @@ class EmailLogs:
             if not isinstance(e, Message.Accepted):
                 message_id = str(e.originator_id)
                 kind, details = _outcome(e)
-                history.append((message_id, position, kind, _stored_time(e.timestamp), details))
+                history.append((message_id, position, kind, stored_time(e.timestamp), details))
                 if kind != "soft_bounce":
                     statuses[message_id] = "delivered" if kind == "delivery" else "not_delivered"
                 continue
             message_id = str(e.originator_id)
-            at = _stored_time(e.timestamp)
+            at = stored_time(e.timestamp)
             logs.append(
                 (
                     message_id,
@@ -180,7 +168,7 @@ def get_message(db: SqlDatabase, account_id: int, message_id: str) -> dict[str, 
         "subject": row["subject"],
         "from": row["sender"],
         "to": row["recipient"],
-        "sent_at": timestamp(row["sent_at"]),
+        "sent_at": api_time(row["sent_at"]),
         "client_ip": row["client_ip"],
         "category": row["category"],
         "custom_variables": msgspec.json.decode(row["custom_variables"]),
@@ -194,7 +182,7 @@ def get_message(db: SqlDatabase, account_id: int, message_id: str) -> dict[str, 
         "events": [
             {
                 "event_type": e["event_type"],
-                "created_at": timestamp(e["created_at"]),
+                "created_at": api_time(e["created_at"]),
                 "details": msgspec.json.decode(e["details"]),
             }
             for e in events

@@ -1,0 +1,224 @@
+"""The delivery queue: what is due, where it goes, and who is working on it.
+
+A read model like any other (rebuilt from the log by `postline replay`): a row appears when a
+message is accepted, becomes due when it is queued, moves its due time on a soft bounce and
+goes away once the message is delivered or bounced. MTA workers claim due rows with a lease
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several processes share one queue; a worker that
+dies leaves its lease to expire and the message is tried again. `version` is the message
+aggregate's version as this read model last saw it: a worker records its outcome as the next
+version, and an update from an older event never overwrites a newer one.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from adapters.sql import SqlDatabase
+from domain.addresses import ascii_domain, domain_of
+from domain.message import Message
+from projections.times import stored_time
+
+QUEUE_COLUMNS = (
+    ("message_id", "text"),
+    ("account_id", "bigint"),
+    ("stream", "text"),
+    ("sender", "text"),
+    ("recipient", "text"),
+    ("domain", "text"),
+    ("format", "text"),
+    ("head", "text"),
+    ("body", "text"),
+    ("accepted_at", "timestamptz"),
+    ("version", "bigint"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A claimed row: everything a worker needs to deliver one recipient's copy."""
+
+    message_id: str
+    account_id: int
+    stream: str
+    sender: str
+    recipient: str
+    domain: str
+    format: str
+    head: str
+    body: str
+    accepted_at: datetime
+    version: int
+    attempts: int
+
+
+class DeliveryQueue:
+    """The queue read model."""
+
+    name = "delivery_queue"
+    tables = ("delivery_queue",)
+    topics = frozenset(
+        get_topic(kind)
+        for kind in (
+            Message.Accepted,
+            Message.Queued,
+            Message.SoftBounced,
+            Message.Delivered,
+            Message.Bounced,
+        )
+    )
+
+    def schema(self) -> Iterable[str]:
+        yield (
+            "CREATE TABLE IF NOT EXISTS {delivery_queue} ("
+            " message_id TEXT PRIMARY KEY,"
+            " account_id {bigint} NOT NULL,"
+            " stream TEXT NOT NULL,"
+            " sender TEXT NOT NULL,"
+            " recipient TEXT NOT NULL,"
+            " domain TEXT NOT NULL,"
+            " format TEXT NOT NULL,"
+            " head TEXT NOT NULL,"
+            " body TEXT NOT NULL,"
+            " accepted_at {ts} NOT NULL,"
+            " version {bigint} NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0,"
+            " due_at {ts},"
+            " lease_until {ts},"
+            " leased_by TEXT)"
+        )
+        yield "CREATE INDEX IF NOT EXISTS delivery_queue_due ON {delivery_queue} (due_at)"
+
+    def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
+        accepted, due, retries, done = [], [], [], []
+        for _, e in events:
+            message_id = str(e.originator_id)
+            if isinstance(e, Message.Accepted):
+                domain = domain_of(e.recipient)
+                accepted.append(
+                    (
+                        message_id,
+                        e.account_id,
+                        e.stream,
+                        e.sender,
+                        e.recipient,
+                        ascii_domain(domain) or domain,
+                        e.format,
+                        e.head,
+                        e.body,
+                        stored_time(e.timestamp),
+                        e.originator_version,
+                    )
+                )
+            elif isinstance(e, Message.Queued):
+                due.append((stored_time(e.timestamp), e.originator_version, message_id))
+            elif isinstance(e, Message.SoftBounced):
+                retries.append(
+                    (
+                        stored_time(e.next_attempt_at),
+                        e.attempt,
+                        e.originator_version,
+                        message_id,
+                        e.originator_version,
+                    )
+                )
+            else:  # Delivered, Bounced
+                done.append((message_id,))
+        db.insert(cursor, "delivery_queue", QUEUE_COLUMNS, accepted, "ON CONFLICT DO NOTHING")
+        db.execute_many(
+            cursor,
+            "UPDATE {delivery_queue} SET due_at = ?, version = ? "
+            "WHERE message_id = ? AND due_at IS NULL",
+            due,
+        )
+        db.execute_many(
+            cursor,
+            "UPDATE {delivery_queue} SET due_at = ?, attempts = ?, version = ?, "
+            "lease_until = NULL, leased_by = NULL WHERE message_id = ? AND version < ?",
+            retries,
+        )
+        db.execute_many(cursor, "DELETE FROM {delivery_queue} WHERE message_id = ?", done)
+
+
+CLAIM_POSTGRES = (
+    "UPDATE {delivery_queue} SET lease_until = ?, leased_by = ? WHERE message_id IN ("
+    " SELECT message_id FROM {delivery_queue}"
+    " WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+    " ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED)"
+    " RETURNING message_id, account_id, stream, sender, recipient, domain, format, head, body,"
+    " accepted_at, version, attempts"
+)
+CLAIM_SQLITE = CLAIM_POSTGRES.replace(" FOR UPDATE SKIP LOCKED", "")
+
+
+def claim(
+    db: SqlDatabase, worker: str, now: datetime, limit: int, lease: timedelta
+) -> list[QueuedMessage]:
+    """Lease up to `limit` due messages to `worker` until `now + lease`, oldest due first."""
+    statement = db.prepare(CLAIM_POSTGRES if db.dialect == "postgres" else CLAIM_SQLITE)
+    at = stored_time(now)
+    with db.transaction() as cursor:
+        cursor.execute(statement, (stored_time(now + lease), worker, at, at, limit))
+        rows = cursor.fetchall()
+    return [_queued(row) for row in rows]
+
+
+def settle(
+    db: SqlDatabase, finished: list[str], retries: list[tuple[str, datetime, int, int]]
+) -> None:
+    """What a worker knows before the projector does: delivered or bounced messages leave the
+    queue, soft-bounced ones wait until their next attempt (`(id, due, attempts, version)`)."""
+    with db.transaction() as cursor:
+        db.execute_many(
+            cursor, "DELETE FROM {delivery_queue} WHERE message_id = ?", [(m,) for m in finished]
+        )
+        db.execute_many(
+            cursor,
+            "UPDATE {delivery_queue} SET due_at = ?, attempts = ?, version = ?, "
+            "lease_until = NULL, leased_by = NULL WHERE message_id = ? AND version < ?",
+            [
+                (stored_time(due), attempts, version, m, version)
+                for m, due, attempts, version in retries
+            ],
+        )
+
+
+def release(db: SqlDatabase, message_ids: list[str]) -> None:
+    """Give leases back without an outcome (shutting down): the messages are due again."""
+    with db.transaction() as cursor:
+        db.execute_many(
+            cursor,
+            "UPDATE {delivery_queue} SET lease_until = NULL, leased_by = NULL WHERE message_id = ?",
+            [(m,) for m in message_ids],
+        )
+
+
+def pending(db: SqlDatabase) -> int:
+    """How many messages are in the queue (due or not)."""
+    with db.transaction(commit=False) as cursor:
+        cursor.execute(db.prepare("SELECT count(*) AS n FROM {delivery_queue}"))
+        row = cursor.fetchone()
+    return int(row["n"] if isinstance(row, dict) else row[0])
+
+
+def _queued(row: Any) -> QueuedMessage:
+    values = dict(row) if not isinstance(row, dict) else row
+    accepted_at = values["accepted_at"]
+    if isinstance(accepted_at, str):
+        accepted_at = datetime.fromisoformat(accepted_at)
+    return QueuedMessage(
+        message_id=values["message_id"],
+        account_id=int(values["account_id"]),
+        stream=values["stream"],
+        sender=values["sender"],
+        recipient=values["recipient"],
+        domain=values["domain"],
+        format=values["format"],
+        head=values["head"],
+        body=values["body"],
+        accepted_at=accepted_at,
+        version=int(values["version"]),
+        attempts=int(values["attempts"]),
+    )
