@@ -20,12 +20,17 @@ NAMESERVERS_ENV = "POSTLINE_DNS_NAMESERVERS"
 
 
 class RouteError(Exception):
-    """No way to reach the domain. `permanent`: do not retry. The text reads like a reply."""
+    """No way to reach the domain, worded as a reply: `code` 5xx when it is final (do not
+    retry), None when the lookup may work later; `text` starts with an enhanced code."""
 
-    def __init__(self, text: str, *, permanent: bool) -> None:
+    def __init__(self, text: str, *, code: int | None) -> None:
         super().__init__(text)
         self.text = text
-        self.permanent = permanent
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +86,22 @@ class MxResolver:
             answer = await self._resolver.resolve(domain, "MX")
         except dns.resolver.NXDOMAIN:
             raise RouteError(
-                f"Host or domain name not found: {domain} (NXDOMAIN)", permanent=True
+                f"5.1.2 Host or domain name not found: {domain} (NXDOMAIN)", code=550
             ) from None
         except dns.resolver.NoAnswer:
             addresses = await self._addresses(domain)
             if not addresses:
                 raise RouteError(
-                    f"Domain {domain} has neither MX nor address records", permanent=True
+                    f"5.1.2 Domain {domain} has neither MX nor address records", code=550
                 ) from None
             return Route(domain, (MxHost(0, domain, addresses),), implicit=True)
         except dns.exception.DNSException as error:
             raise RouteError(
-                f"DNS lookup of {domain} MX failed: {error}", permanent=False
+                f"4.4.3 DNS lookup of {domain} MX failed: {error}", code=None
             ) from None
         records = sorted(answer, key=lambda r: (r.preference, str(r.exchange)))
         if any(r.exchange == dns.name.root for r in records):
-            raise RouteError(f"5.1.10 {domain} does not accept mail (null MX)", permanent=True)
+            raise RouteError(f"5.1.10 {domain} does not accept mail (null MX)", code=556)
         hosts = []
         for record in records:
             host = str(record.exchange).rstrip(".").lower()
@@ -104,7 +109,7 @@ class MxResolver:
             if addresses:
                 hosts.append(MxHost(record.preference, host, addresses))
         if not hosts:
-            raise RouteError(f"No MX host of {domain} has an address", permanent=False)
+            raise RouteError(f"4.4.3 No MX host of {domain} has an address", code=None)
         return Route(domain, tuple(hosts))
 
     async def _addresses(self, host: str) -> tuple[str, ...]:

@@ -165,9 +165,10 @@ def claim(
     return [_queued(row) for row in rows]
 
 
-def settle(
-    db: SqlDatabase, finished: list[str], retries: list[tuple[str, datetime, int, int]]
-) -> None:
+Retry = tuple[str, datetime, int, int]  # message id, next attempt, attempts so far, version
+
+
+def settle(db: SqlDatabase, finished: list[str], retries: list[Retry]) -> None:
     """What a worker knows before the projector does: delivered or bounced messages leave the
     queue, soft-bounced ones wait until their next attempt (`(id, due, attempts, version)`)."""
     with db.transaction() as cursor:

@@ -1,0 +1,371 @@
+"""The MTA worker: claims due messages, delivers them to their MX hosts, records every outcome.
+
+claim (leased rows of the delivery queue) -> route (MX lookup, cached) -> site (shaping: MX
+rollup, limits) -> a connection task per allowed connection, reused for up to
+`max_deliveries_per_connection` messages and held back by `max_message_rate` -> the reply
+becomes `Delivered`, `SoftBounced` (with the next attempt from the retry schedule) or
+`Bounced`, classified by the bounce rules. Outcomes are committed through the group committer;
+only then does the queue row move on. A worker that dies mid-delivery leaves its leases to
+expire and the messages are tried again.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from limits import parse as parse_limit
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from adapters.dns import MxHost, MxResolver, Route, RouteError
+from adapters.smtp_client import ConnectFailed, MxConnection, Reply
+from domain.bounces import BounceRules, parse_reply
+from domain.message import FORMAT_COMPOSITION, Message, follow_up
+from domain.mime import render
+from domain.retry import RetrySchedule
+from domain.rfc5322 import deliverable
+from domain.shaping import Shaping, SitePolicy
+from domain.submission import Body, Head
+from engine import policy
+from engine.errors import Conflict, StoreUnavailable
+from engine.runtime import Runtime
+from projections.delivery_queue import QueuedMessage, Retry, claim, release, settle
+
+log = logging.getLogger("postline.mta")
+
+_HEAD = msgspec.json.Decoder(Head)
+_BODY = msgspec.json.Decoder(Body)
+
+
+@dataclass(frozen=True, slots=True)
+class MtaSettings:
+    """How a worker delivers (`postline serve --roles mta` options)."""
+
+    helo: str = field(default_factory=socket.gethostname)
+    mx_port: int = 25
+    smarthost: tuple[str, int] | None = None  # all mail to one relay instead of the MX hosts
+    return_path_domain: str | None = None  # VERP: bounces+<message id>@<this domain>
+    batch_size: int = 500
+    max_in_flight: int = 2000
+    lease: timedelta = timedelta(minutes=10)
+    poll_interval: float = 1.0
+    connect_timeout: float = 30.0
+    command_timeout: float = 120.0
+    tls: bool = True
+
+
+@dataclass(slots=True)
+class _Site:
+    policy: SitePolicy
+    queue: "asyncio.Queue[tuple[QueuedMessage, Route]]" = field(default_factory=asyncio.Queue)
+    connections: int = 0
+
+
+class Mta:
+    """One delivery worker, on the running event loop."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: MtaSettings | None = None,
+        *,
+        resolver: MxResolver | None = None,
+        shaping: Shaping | None = None,
+        rules: BounceRules | None = None,
+        schedule: RetrySchedule | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings or MtaSettings()
+        self.resolver = resolver or MxResolver()
+        self.shaping = shaping or policy.shaping()
+        self.rules = rules or policy.bounce_rules()
+        self.schedule = schedule or policy.retry_schedule()
+        self.clock = clock
+        self.name = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._sites: dict[str, _Site] = {}
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, QueuedMessage] = {}
+        self._room = asyncio.Event()
+        self._finished: list[str] = []
+        self._retries: list[Retry] = []
+        self._blobs: dict[str, bytes] = {}
+        self.delivered = 0  # outcomes recorded by this worker
+        self.soft_bounced = 0
+        self.bounced = 0
+
+    async def run(self) -> None:
+        """Deliver until cancelled; leases of messages not yet tried are given back."""
+        flusher = asyncio.create_task(self._flush_forever())
+        try:
+            while True:
+                room = self.settings.max_in_flight - len(self._in_flight)
+                if room <= 0:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                batch = await self._claim(min(room, self.settings.batch_size))
+                if not batch:
+                    await asyncio.sleep(self.settings.poll_interval)
+                    continue
+                by_domain: dict[str, list[QueuedMessage]] = {}
+                for message in batch:
+                    self._in_flight[message.message_id] = message
+                    by_domain.setdefault(message.domain, []).append(message)
+                for domain, messages in by_domain.items():
+                    self._spawn(self._route(domain, messages))
+        finally:
+            flusher.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
+            await self._flush()
+            if self._in_flight:
+                with contextlib.suppress(StoreUnavailable, Exception):
+                    await self.runtime.run(release, self.runtime.store.db, list(self._in_flight))
+
+    async def _claim(self, limit: int) -> list[QueuedMessage]:
+        try:
+            return await self.runtime.run(
+                claim, self.runtime.store.db, self.name, self.clock(), limit, self.settings.lease
+            )
+        except Exception as error:  # the store is down: try again later
+            log.warning("cannot claim work: %s", error)
+            return []
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, domain: str, messages: list[QueuedMessage]) -> None:
+        try:
+            route = await self._resolve(domain)
+        except RouteError as error:
+            reply = Reply(error.code, error.text)
+            for message in messages:
+                await self._record(message, None, reply)
+            return
+        site = self._site(route)
+        for message in messages:
+            site.queue.put_nowait((message, route))
+        self._staff(site)
+
+    async def _resolve(self, domain: str) -> Route:
+        if self.settings.smarthost is not None:
+            host = self.settings.smarthost[0]
+            return Route(domain, (MxHost(0, host, (host,)),))
+        return await self.resolver.route(domain)
+
+    def _site(self, route: Route) -> _Site:
+        site_policy = self.shaping.site_for(h.host for h in route.hosts)
+        site = self._sites.get(site_policy.site)
+        if site is None:
+            site = self._sites[site_policy.site] = _Site(site_policy)
+        return site
+
+    def _staff(self, site: _Site) -> None:
+        """Open connections for the site's waiting mail, up to its connection limit."""
+        while site.connections < site.policy.connection_limit and site.queue.qsize() > 0:
+            if site.connections and site.queue.qsize() <= site.connections:
+                break
+            site.connections += 1
+            self._spawn(self._connection(site))
+
+    async def _connection(self, site: _Site) -> None:
+        connection: MxConnection | None = None
+        idle = site.policy.idle_timeout.total_seconds()
+        try:
+            while True:
+                try:
+                    message, route = await asyncio.wait_for(site.queue.get(), idle)
+                except TimeoutError:
+                    return
+                await self._hold_back(site)
+                if connection is not None and (
+                    connection.broken
+                    or connection.deliveries >= site.policy.max_deliveries_per_connection
+                ):
+                    await connection.close()
+                    connection = None
+                if connection is None:
+                    try:
+                        connection = await self._open(route)
+                    except ConnectFailed as failure:
+                        await self._record(message, None, failure.reply)
+                        await self._fail_waiting(site, failure.reply)
+                        return
+                data = await self._message_bytes(message)
+                if data is None:
+                    continue
+                replies = await connection.send(
+                    self._return_path(message), [message.recipient], data
+                )
+                await self._record(message, connection, replies[message.recipient])
+        finally:
+            site.connections -= 1
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+            if site.queue.qsize():
+                self._staff(site)
+
+    async def _open(self, route: Route) -> MxConnection:
+        """A connection to the most preferred MX host that answers."""
+        port = self.settings.smarthost[1] if self.settings.smarthost else self.settings.mx_port
+        failure: ConnectFailed | None = None
+        for host in route.hosts:
+            try:
+                return await MxConnection.open(
+                    host.host,
+                    host.addresses,
+                    port=port,
+                    helo=self.settings.helo,
+                    timeout=self.settings.connect_timeout,
+                    tls=self.settings.tls,
+                )
+            except ConnectFailed as error:
+                failure = error
+        assert failure is not None
+        raise failure
+
+    async def _fail_waiting(self, site: _Site, reply: Reply) -> None:
+        """Nobody answers at the site: what waits for it would hit the same wall."""
+        while not site.queue.empty():
+            message, _ = site.queue.get_nowait()
+            await self._record(message, None, reply)
+
+    async def _hold_back(self, site: _Site) -> None:
+        """Wait until the site's message rate allows one more."""
+        rate = site.policy.max_message_rate
+        if rate is None:
+            return
+        item = parse_limit(f"{rate[0]} per {int(rate[1])} second")
+        while not await self._limiter.hit(item, site.policy.site):
+            stats = await self._limiter.get_window_stats(item, site.policy.site)
+            await asyncio.sleep(max(0.01, stats.reset_time - self.clock().timestamp()))
+
+    async def _message_bytes(self, message: QueuedMessage) -> bytes | None:
+        try:
+            head = await self._blob(message.head)
+            body = await self._blob(message.body)
+        except StoreUnavailable as error:
+            log.warning("cannot read message %s: %s", message.message_id, error)
+            self._in_flight.pop(message.message_id, None)  # its lease will run out
+            return None
+        if message.format == FORMAT_COMPOSITION:
+            return render(_HEAD.decode(head), _BODY.decode(body))
+        return deliverable(head, body)
+
+    async def _blob(self, sha: str) -> bytes:
+        cached = self._blobs.get(sha)
+        if cached is not None:
+            return cached
+        data = await self.runtime.run(self.runtime.store.get_blob, sha)
+        if data is None:
+            raise StoreUnavailable(f"blob {sha} is missing")
+        if len(self._blobs) > 256:
+            self._blobs.clear()
+        self._blobs[sha] = data
+        return data
+
+    def _return_path(self, message: QueuedMessage) -> str:
+        domain = self.settings.return_path_domain
+        if not domain:
+            return message.sender
+        return f"bounces+{uuid.UUID(message.message_id).hex}@{domain}"
+
+    async def _record(
+        self, message: QueuedMessage, connection: MxConnection | None, reply: Reply
+    ) -> None:
+        """Turn a reply into the message's next event, commit it, and move the queue on."""
+        attempt = message.attempts + 1
+        now = self.clock()
+        message_id = uuid.UUID(message.message_id)
+        version = message.version + 1
+        where = {
+            "attempt": attempt,
+            "mx": connection.host if connection else None,
+            "sending_ip": connection.sending_ip if connection else None,
+            "mailbox_provider": self.shaping.mailbox_provider(connection.host)
+            if connection
+            else None,
+        }
+        retry_at = None
+        if reply.accepted:
+            event = follow_up(
+                Message.Delivered,
+                message_id,
+                version,
+                now,
+                **where,
+                code=reply.code,
+                response=reply.message,
+            )
+        else:
+            parsed = parse_reply(reply.code, reply.message)
+            failure = {
+                "code": reply.code,
+                "enhanced_code": parsed.enhanced,
+                "response": str(parsed),
+                "bounce_category": self.rules.category(parsed),
+            }
+            if not parsed.permanent:
+                retry_at = self.schedule.next_attempt(
+                    attempt, message.accepted_at, now, random.random()
+                )
+            if retry_at is None:
+                event = follow_up(Message.Bounced, message_id, version, now, **where, **failure)
+            else:
+                event = follow_up(
+                    Message.SoftBounced,
+                    message_id,
+                    version,
+                    now,
+                    **where,
+                    **failure,
+                    next_attempt_at=retry_at,
+                )
+        try:
+            await self.runtime.committer.commit([event])
+        except Conflict:
+            log.info("message %s: another worker recorded this attempt", message.message_id)
+        except StoreUnavailable as error:
+            log.warning("outcome of %s not recorded: %s", message.message_id, error)
+        else:
+            if retry_at is None:
+                self._finished.append(message.message_id)
+            else:
+                self._retries.append((message.message_id, retry_at, attempt, version))
+            if reply.accepted:
+                self.delivered += 1
+            elif retry_at is None:
+                self.bounced += 1
+            else:
+                self.soft_bounced += 1
+        self._in_flight.pop(message.message_id, None)
+        self._room.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not (self._finished or self._retries):
+            return
+        finished, retries = self._finished, self._retries
+        self._finished, self._retries = [], []
+        try:
+            await self.runtime.run(settle, self.runtime.store.db, finished, retries)
+        except Exception as error:  # the projector will get there from the log
+            log.warning("queue not settled: %s", error)

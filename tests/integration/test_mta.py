@@ -1,0 +1,166 @@
+"""Delivery end to end: accept -> dispatch -> queue -> MTA -> local DNS -> MX sink -> events."""
+
+import asyncio
+import email
+import uuid
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+
+from adapters.dns import MxResolver
+from domain.retry import RetrySchedule
+from domain.submission import Draft
+from engine.accept import Origin
+from engine.accounts import Principal
+from engine.mta import Mta, MtaSettings
+from engine.runtime import Runtime
+from projections.delivery_queue import pending
+from projections.email_logs import get_message
+from tests.support.dns import LocalDns, Zone
+from tests.support.mx_sink import MxSink
+
+ORIGIN = Origin(Principal(token_id=1, account_id=1, token_name="t"), "transactional", "api", None)
+FAST_RETRIES = RetrySchedule.from_data(
+    {
+        "first_retry": "0.2s",
+        "factor": 1,
+        "max_interval": "1s",
+        "jitter": 0,
+        "max_attempts": 3,
+        "max_age": "1h",
+    }
+)
+
+
+@pytest.fixture
+def sink() -> Iterator[MxSink]:
+    server = MxSink()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LocalDns]:
+    zone = Zone(
+        mx={
+            "sink.test": [(10, "mx.sink.test.")],
+            "nullmx.test": [(0, ".")],
+            "refused.test": [(10, "mx.refused.test.")],
+        },
+        a={"mx.sink.test": ["127.0.0.1"], "mx.refused.test": ["127.0.0.9"]},
+    )
+    server = LocalDns(zone)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def deliver(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, recipients: list[str], done: int
+) -> tuple[list[str], Mta]:
+    """Send one message to `recipients` and run the MTA until `done` outcomes are final."""
+    mta = Mta(
+        runtime,
+        MtaSettings(
+            helo="postline.test",
+            mx_port=sink.port,
+            poll_interval=0.05,
+            connect_timeout=2,
+            tls=False,
+        ),
+        resolver=MxResolver(dns_server.nameservers, timeout=2),
+        schedule=FAST_RETRIES,
+    )
+    draft = msgspec.convert(
+        {
+            "from": {"email": "shop@example.com", "name": "Shop"},
+            "to": [{"email": r} for r in recipients],
+            "subject": "Your order",
+            "text": "It has shipped.",
+            "category": "orders",
+        },
+        Draft,
+    )
+
+    async def main() -> list[str]:
+        await runtime.start_background()
+        worker = asyncio.create_task(mta.run())
+        try:
+            ids = await runtime.acceptor.send(ORIGIN, draft)
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                if mta.delivered + mta.bounced >= done:
+                    break
+            return ids
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await runtime.stop_background()
+
+    return asyncio.run(main()), mta
+
+
+def history(runtime: Runtime, message_id: str) -> tuple[str, list[str], dict]:
+    runtime.email_logs.catch_up()
+    log = get_message(runtime.store.db, 1, message_id)
+    assert log is not None
+    return log["status"], [e["event_type"] for e in log["events"]], log["events"][-1]["details"]
+
+
+def test_outcomes_of_a_delivery_run(runtime: Runtime, dns_server: LocalDns, sink: MxSink) -> None:
+    recipients = [
+        "ok@sink.test",
+        "greylist@sink.test",
+        "unknown@sink.test",
+        "full@sink.test",
+        "someone@nullmx.test",
+    ]
+    ids, _ = deliver(runtime, dns_server, sink, recipients, done=5)
+    ok, greylisted, unknown, full, nullmx = ids
+
+    assert history(runtime, ok)[:2] == ("delivered", ["sending", "delivery"])
+    details = history(runtime, ok)[2]
+    assert (details["recipient_mx"], details["email_service_provider"]) == ("mx.sink.test", "Other")
+    assert history(runtime, greylisted)[:2] == (
+        "delivered",
+        ["sending", "soft_bounce", "delivery"],
+    )
+    status, events, details = history(runtime, unknown)
+    assert (status, events[-1], details["bounce_category"]) == (
+        "not_delivered",
+        "bounce",
+        "badrecipient",
+    )
+    assert details["email_service_provider_status"] == "5.1.1"
+    status, events, details = history(runtime, full)
+    assert (status, details["bounce_category"]) == ("not_delivered", "overquota")
+    status, events, details = history(runtime, nullmx)
+    assert (status, events, details["bounce_category"]) == (
+        "not_delivered",
+        ["sending", "bounce"],
+        "dnsFail",
+    )
+
+    taken = {r.recipients[0]: r for r in sink.received}
+    assert set(taken) == {"ok@sink.test", "greylist@sink.test"}
+    message = email.message_from_bytes(taken["ok@sink.test"].data)
+    assert message["Subject"] == "Your order"
+    assert message["Message-ID"] == f"<{uuid.UUID(ok).hex}@example.com>"
+    assert taken["ok@sink.test"].sender == "shop@example.com"
+    runtime.queue.catch_up()
+    assert pending(runtime.store.db) == 0
+
+
+def test_unreachable_hosts_soft_bounce_then_bounce(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    ids, _ = deliver(runtime, dns_server, sink, ["a@refused.test"], done=1)
+    status, events, details = history(runtime, ids[0])
+    assert status == "not_delivered"
+    assert events == ["sending", "soft_bounce", "soft_bounce", "bounce"]
+    assert details["bounce_category"] == "transientfail"
+    assert "Connection refused" in details["email_service_provider_response"]

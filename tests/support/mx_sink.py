@@ -1,0 +1,88 @@
+"""A destination MX host for tests: aiosmtpd on loopback, answering by recipient.
+
+The recipient's local part says what the sink does: `ok...` takes the mail; `greylist...`
+answers 451 the first time and takes it the second; `unknown...` 550 5.1.1; `full...` 552
+5.2.2; `later...` always 451. Everything taken is kept in `.received`.
+"""
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    tls: bool
+
+
+@dataclass
+class _Script:
+    received: list[Received] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        local = address.partition("@")[0].lower()
+        if local.startswith("unknown"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if local.startswith("full"):
+            return "552 5.2.2 Mailbox full"
+        if local.startswith("later"):
+            return "451 4.3.0 Try again later"
+        if local.startswith("greylist") and address not in self.seen:
+            self.seen.add(address)
+            return "451 4.7.1 Greylisted, please try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.received.append(
+            Received(
+                envelope.mail_from or "",
+                list(envelope.rcpt_tos),
+                envelope.original_content or b"",
+                session.ssl is not None,
+            )
+        )
+        return "250 2.0.0 Ok: queued"
+
+
+class MxSink:
+    """The sink on 127.0.0.1, an ephemeral port; `.port`, `.received`; stop with `.stop()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.script = _Script()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        sock = socket.create_server((host, port))
+        self.port = int(sock.getsockname()[1])
+
+        async def start() -> asyncio.Server:
+            loop = asyncio.get_running_loop()
+            return await loop.create_server(
+                lambda: SMTP(self.script, hostname="mx.sink.test"), sock=sock
+            )
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+
+    @property
+    def received(self) -> list[Received]:
+        return self.script.received
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await asyncio.sleep(0.05)
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
