@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from api import mta
 from api.app import VERSION
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
@@ -136,12 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--roles",
-        default="api,smtp,projector",
+        default="api,smtp,mta,projector",
         metavar="ROLES",
-        help="what this process runs, comma-separated: api (HTTP), smtp, projector "
-        "(default: all three)",
+        help="what this process runs, comma-separated: api (HTTP), smtp, mta (delivery), "
+        "projector (default: all four)",
     )
     _smtp_arguments(serve)
+    mta.add_arguments(serve)
     serve.add_argument(
         "--bootstrap",
         action="store_true",

@@ -21,9 +21,11 @@ import uvicorn
 
 from api.app import VERSION, create_app
 from api.listen import bind, parse_listen
+from api.mta import MtaConfigError, mta_settings
 from api.smtp import SmtpConfigError, describe, smtp_config
 from engine.bootstrap import bootstrap
 from engine.errors import StoreUnavailable
+from engine.mta import Mta, MtaSettings
 from engine.runtime import Runtime
 from engine.settings import StoreUrl, data_dir, store_url
 from engine.smtp_service import SmtpConfig, start_smtp
@@ -76,6 +78,7 @@ def _banner(
     credentials: dict[str, Any] | None,
     workers: int = 1,
     smtp: SmtpConfig | None = None,
+    delivery: MtaSettings | None = None,
 ) -> str:
     lines = [f"Postline {VERSION} is running" + (f" ({workers} workers)" if workers > 1 else "")]
     if base is not None:
@@ -85,6 +88,13 @@ def _banner(
         ]
     if smtp is not None:
         lines += describe(smtp)
+    if delivery is not None:
+        via = (
+            f"via {delivery.smarthost[0]}:{delivery.smarthost[1]}"
+            if delivery.smarthost
+            else f"to the recipients' MX hosts, port {delivery.mx_port}"
+        )
+        lines.append(f"  MTA:    delivers {via}, as {delivery.helo}")
     lines.append(f"  Store:  {url.display}")
     if credentials is not None and base is not None:
         token = str(credentials["api_token"])
@@ -102,15 +112,18 @@ def _banner(
     return "\n".join(lines)
 
 
-ROLES = ("api", "smtp", "projector")
+ROLES = ("api", "smtp", "mta", "projector")
 
 
 @dataclass(slots=True)
 class _Listeners:
-    """Sockets bound before the workers fork, shared by all of them."""
+    """What every worker serves: sockets bound before the workers fork, and the settings of
+    the SMTP relay and the MTA (None when this process does not run them)."""
 
     http: socket.socket | None = None
     smtp: list[socket.socket] = field(default_factory=list)
+    smtp_config: SmtpConfig | None = None
+    delivery: MtaSettings | None = None
 
     def close(self) -> None:
         for sock in [self.http, *self.smtp]:
@@ -143,14 +156,21 @@ def serve(args: argparse.Namespace) -> int:
         except SmtpConfigError as error:
             print(f"postline: {error}", file=sys.stderr)
             return 2
+    delivery: MtaSettings | None = None
+    if "mta" in roles:
+        try:
+            delivery = mta_settings(args)
+        except MtaConfigError as error:
+            print(f"postline: {error}", file=sys.stderr)
+            return 2
     url = store_url(args.database_url, folder)
     runtime = _open_runtime(url, args.wait_for_database, projections="projector" in roles)
-    listeners = _Listeners()
+    listeners = _Listeners(delivery=delivery)
     try:
         credentials = bootstrap(runtime.store, folder) if args.bootstrap else None
         if smtp is not None:
             _check_trusted_token(runtime, smtp)
-        if not roles & {"api", "smtp"}:
+        if not roles & {"api", "smtp", "mta"}:
             print(f"Postline {VERSION}: read-model projector on {url.display}", flush=True)
             _run(_until_signalled(runtime))
             return 0
@@ -160,6 +180,7 @@ def serve(args: argparse.Namespace) -> int:
             if smtp is not None:
                 listeners.smtp = [bind(lst.host, lst.port) for lst in smtp.listeners]
                 smtp = smtp.with_ports([s.getsockname()[1] for s in listeners.smtp])
+                listeners.smtp_config = smtp
         except OSError as error:
             print(f"postline: cannot listen: {error}", file=sys.stderr)
             return 2
@@ -168,11 +189,11 @@ def serve(args: argparse.Namespace) -> int:
             scheme = "https" if args.tls_cert else "http"
             shown_host = f"[{host}]" if ":" in host else host
             base = f"{scheme}://{shown_host}:{listeners.http.getsockname()[1]}"
-        print(_banner(base, url, credentials, args.workers, smtp), flush=True)
+        print(_banner(base, url, credentials, args.workers, smtp, delivery), flush=True)
         if base is not None:
             print(f"Listening on {base}", flush=True)
         if args.workers == 1:
-            _run(_main(args, runtime, listeners, smtp))
+            _run(_main(args, runtime, listeners))
             return 0
     except StoreUnavailable as error:
         print(f"postline: the database is unavailable: {error}", file=sys.stderr)
@@ -183,7 +204,7 @@ def serve(args: argparse.Namespace) -> int:
             listeners.close()
     # Several workers: the listening sockets are shared by forked processes, each with its own
     # store connections and group committer; the first one also runs the projectors.
-    return _supervise(args, url, listeners, smtp, projections="projector" in roles)
+    return _supervise(args, url, listeners, projections="projector" in roles)
 
 
 def _check_trusted_token(runtime: Runtime, smtp: SmtpConfig) -> None:
@@ -196,11 +217,13 @@ def _check_trusted_token(runtime: Runtime, smtp: SmtpConfig) -> None:
         )
 
 
-async def _main(
-    args: argparse.Namespace, runtime: Runtime, listeners: _Listeners, smtp: SmtpConfig | None
-) -> None:
-    """Serve SMTP and HTTP on this process's event loop until told to stop."""
+async def _main(args: argparse.Namespace, runtime: Runtime, listeners: _Listeners) -> None:
+    """Serve HTTP and SMTP and deliver mail on this process's event loop until told to stop."""
+    smtp = listeners.smtp_config
     servers = [] if smtp is None else await start_smtp(runtime, smtp, listeners.smtp)
+    delivery = None
+    if listeners.delivery is not None:
+        delivery = asyncio.create_task(Mta(runtime, listeners.delivery).run())
     try:
         if listeners.http is not None:
             await _server(args, runtime).serve(sockets=[listeners.http])
@@ -209,6 +232,9 @@ async def _main(
     finally:
         for server in servers:
             server.close()
+        if delivery is not None:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
 
 
 def _roles(value: str) -> set[str]:
@@ -252,12 +278,7 @@ RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 
 
 def _supervise(
-    args: argparse.Namespace,
-    url: StoreUrl,
-    listeners: _Listeners,
-    smtp: SmtpConfig | None,
-    *,
-    projections: bool,
+    args: argparse.Namespace, url: StoreUrl, listeners: _Listeners, *, projections: bool
 ) -> int:
     """Fork the workers, restart any that dies, stop them all on SIGINT or SIGTERM."""
     children: dict[int, int] = {}  # pid -> worker number
@@ -267,7 +288,7 @@ def _supervise(
     def spawn(number: int) -> None:
         pid = os.fork()
         if pid == 0:
-            os._exit(_worker(args, url, listeners, smtp, projections=projections and number == 0))
+            os._exit(_worker(args, url, listeners, projections=projections and number == 0))
         children[pid] = number
 
     def stop(signum: int, _frame: object) -> None:
@@ -310,12 +331,7 @@ def _supervise(
 
 
 def _worker(
-    args: argparse.Namespace,
-    url: StoreUrl,
-    listeners: _Listeners,
-    smtp: SmtpConfig | None,
-    *,
-    projections: bool,
+    args: argparse.Namespace, url: StoreUrl, listeners: _Listeners, *, projections: bool
 ) -> int:
     """One forked worker: its own store connections, committer, HTTP and SMTP servers."""
     for s in (signal.SIGINT, signal.SIGTERM):
@@ -326,7 +342,7 @@ def _worker(
         log.error("worker cannot open the store: %s", error)
         return 3
     try:
-        _run(_main(args, runtime, listeners, smtp))
+        _run(_main(args, runtime, listeners))
     except Exception:
         log.exception("worker failed")
         return 1

@@ -13,8 +13,12 @@ def postline_command() -> list[str]:
     return [sys.executable, "-m", "api.cli"]
 
 
+# The MTA role asks this nameserver, where nobody answers: no test depends on the machine's DNS.
+NO_DNS = {"POSTLINE_DNS_NAMESERVERS": "127.0.0.1:9"}
+
+
 def process_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    return {**os.environ, **NO_DNS, "PYTHONPATH": str(ROOT)}
 
 
 def postline(
@@ -26,7 +30,7 @@ def postline(
         capture_output=True,
         text=True,
         check=check,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**process_env(), **(env or {})},
         cwd=cwd or ROOT,
         timeout=120,
     )
@@ -48,7 +52,7 @@ class Serve:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            env={**process_env(), **(env or {})},
             cwd=cwd or ROOT,
         )
         self.banner: list[str] = []
