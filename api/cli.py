@@ -11,6 +11,7 @@ from api import mta
 from api.app import VERSION
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
+from engine.dkim_keys import InvalidKeys, create_key
 from engine.errors import StoreUnavailable
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
@@ -185,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="a name to recognise the token by")
     _json_argument(create)
 
+    keys = commands.add_parser("dkim", help="DKIM signing keys")
+    key_commands = keys.add_subparsers(dest="dkim_command", required=True, metavar="ACTION")
+    keygen = key_commands.add_parser(
+        "keygen", help="generate a signing key and print the DNS record to publish"
+    )
+    keygen.add_argument("--domain", required=True, help="the domain that signs (d=)")
+    keygen.add_argument("--selector", required=True, help="the key's selector (s=), e.g. pl1")
+    keygen.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    keygen.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    keygen.add_argument(
+        "--out", metavar="DIR", help="where to write the key (default: <data dir>/dkim)"
+    )
+    keygen.add_argument("--data-dir", metavar="DIR", help="data folder (default ./postline-data)")
+    _json_argument(keygen)
+
     replay = commands.add_parser("replay", help="rebuild every read model from the event log")
     _store_arguments(replay)
     _json_argument(replay)
@@ -264,6 +280,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dkim_keygen(args: argparse.Namespace) -> int:
+    directory = Path(args.out) if args.out else data_dir(args.data_dir) / "dkim"
+    try:
+        key = create_key(directory, args.domain, args.selector, args.algorithm, args.bits)
+    except InvalidKeys as error:
+        print(f"postline: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    snippet = (
+        f'[[key]]\ndomain = "{key.domain}"\nselector = "{key.selector}"\n'
+        f'private_key = "{key.path.resolve()}"'
+    )
+    _print(
+        args,
+        {
+            "private_key": str(key.path.resolve()),
+            "dns_record": {"name": key.record_name, "type": "TXT", "value": key.record_value},
+            "keys_file_entry": snippet,
+        },
+        f"private key: {key.path}\n\npublish in DNS:\n  {key.record_name}  TXT  "
+        f'"{key.record_value}"\n\nand list the key in the file $POSTLINE_DKIM_KEYS names:\n'
+        f"{snippet}",
+    )
+    return 0
+
+
 def _progress(name: str, head: int) -> Any:
     def report(position: int) -> None:
         share = 100 * position / head if head else 100
@@ -294,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tokens_create(args)
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "dkim":
+            return cmd_dkim_keygen(args)
     except InvalidDatabaseUrl as error:
         print(f"postline: invalid database URL: {error}", file=sys.stderr)
         return EXIT_USAGE

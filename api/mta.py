@@ -6,7 +6,7 @@ import socket
 
 from api.listen import parse_listen
 from engine.mta import MtaSettings
-from engine.policy import bounce_rules, retry_schedule, shaping
+from engine.policy import bounce_rules, dkim_signer, retry_schedule, shaping
 
 MX_PORT_ENV = "POSTLINE_MX_PORT"
 RETURN_PATH_ENV = "POSTLINE_RETURN_PATH_DOMAIN"
@@ -58,6 +58,10 @@ def mta_settings(args: argparse.Namespace) -> MtaSettings:
         retry_schedule()
     except ValueError as error:
         raise MtaConfigError(f"delivery policy: {error}") from None
+    try:
+        dkim_signer()
+    except ValueError as error:
+        raise MtaConfigError(f"DKIM keys: {error}") from None
     return MtaSettings(
         helo=args.helo_name or args.smtp_hostname or socket.gethostname(),
         mx_port=port,

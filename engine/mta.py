@@ -25,8 +25,10 @@ from limits import parse as parse_limit
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from adapters.dkim_signing import Signer
 from adapters.dns import MxHost, MxResolver, Route, RouteError
 from adapters.smtp_client import ConnectFailed, MxConnection, Reply
+from domain.addresses import domain_of
 from domain.bounces import BounceRules, parse_reply
 from domain.message import FORMAT_COMPOSITION, Message, follow_up
 from domain.mime import render
@@ -81,6 +83,7 @@ class Mta:
         shaping: Shaping | None = None,
         rules: BounceRules | None = None,
         schedule: RetrySchedule | None = None,
+        signer: Signer | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.runtime = runtime
@@ -89,6 +92,7 @@ class Mta:
         self.shaping = shaping or policy.shaping()
         self.rules = rules or policy.bounce_rules()
         self.schedule = schedule or policy.retry_schedule()
+        self.signer = signer if signer is not None else policy.dkim_signer()
         self.clock = clock
         self.name = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._sites: dict[str, _Site] = {}
@@ -263,8 +267,14 @@ class Mta:
             self._in_flight.pop(message.message_id, None)  # its lease will run out
             return None
         if message.format == FORMAT_COMPOSITION:
-            return render(_HEAD.decode(head), _BODY.decode(body))
-        return deliverable(head, body)
+            data = render(_HEAD.decode(head), _BODY.decode(body))
+        else:
+            data = deliverable(head, body)
+        domain = domain_of(message.sender)
+        if self.signer and self.signer.keys_for(domain):
+            # RSA signing is pure Python in dkimpy (milliseconds): off the event loop.
+            data = await self.runtime.run(self.signer.sign, data, domain)
+        return data
 
     async def _blob(self, sha: str) -> bytes:
         cached = self._blobs.get(sha)

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from adapters.dkim_signing import Signer
 from domain.bounces import BounceRules, InvalidRules
 from domain.retry import RetrySchedule
 from domain.shaping import Shaping
@@ -53,3 +54,8 @@ def retry_schedule(override: str | Path | None = None) -> RetrySchedule:
         return RetrySchedule.from_data(values)
     except ValueError as error:
         raise InvalidRules(f"{path or 'retry.toml'}: {error}") from None
+
+
+def dkim_signer(path: str | Path | None = None) -> Signer:
+    """The DKIM keys listed in `path` or `$POSTLINE_DKIM_KEYS` (none when neither is set)."""
+    return Signer.from_file(path)

@@ -89,3 +89,39 @@ def test_delivery_options_are_checked_before_anything_starts(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dkim_keygen_writes_a_private_key_and_prints_the_record(tmp_path: Path) -> None:
+    made = json.loads(
+        postline(
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "pl1",
+            "--algorithm",
+            "ed25519",
+            "--data-dir",
+            str(tmp_path),
+            "--json",
+        ).stdout
+    )
+    key = Path(made["private_key"])
+    assert key.parent == (tmp_path / "dkim").resolve()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert made["dns_record"]["name"] == "pl1._domainkey.example.com"
+    assert made["dns_record"]["value"].startswith("v=DKIM1; k=ed25519; p=")
+    again = postline(
+        "dkim",
+        "keygen",
+        "--domain",
+        "example.com",
+        "--selector",
+        "pl1",
+        "--data-dir",
+        str(tmp_path),
+        check=False,
+    )
+    assert again.returncode == 2
+    assert "exists already" in again.stderr

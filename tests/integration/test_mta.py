@@ -4,15 +4,20 @@ import asyncio
 import email
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import dkim
+import dns.resolver
 import msgspec
 import pytest
 
+from adapters.dkim_signing import Signer, load_key
 from adapters.dns import MxResolver
 from domain.retry import RetrySchedule
 from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal
+from engine.dkim_keys import create_key
 from engine.mta import Mta, MtaSettings
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
@@ -60,7 +65,12 @@ def dns_server() -> Iterator[LocalDns]:
 
 
 def deliver(
-    runtime: Runtime, dns_server: LocalDns, sink: MxSink, recipients: list[str], done: int
+    runtime: Runtime,
+    dns_server: LocalDns,
+    sink: MxSink,
+    recipients: list[str],
+    done: int,
+    signer: Signer | None = None,
 ) -> tuple[list[str], Mta]:
     """Send one message to `recipients` and run the MTA until `done` outcomes are final."""
     mta = Mta(
@@ -74,6 +84,7 @@ def deliver(
         ),
         resolver=MxResolver(dns_server.nameservers, timeout=2),
         schedule=FAST_RETRIES,
+        signer=signer or Signer(),
     )
     draft = msgspec.convert(
         {
@@ -164,3 +175,23 @@ def test_unreachable_hosts_soft_bounce_then_bounce(
     assert events == ["sending", "soft_bounce", "soft_bounce", "bounce"]
     assert details["bounce_category"] == "transientfail"
     assert "Connection refused" in details["email_service_provider_response"]
+
+
+def test_messages_are_dkim_signed_and_verify_at_the_sink(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, tmp_path: Path
+) -> None:
+    key = create_key(tmp_path, "example.com", "pl1")
+    dns_server.zone.txt[key.record_name] = key.record_value
+    signer = Signer([load_key("example.com", "pl1", key.path.read_bytes())])
+    deliver(runtime, dns_server, sink, ["ok@sink.test"], done=1, signer=signer)
+    (received,) = sink.received
+    assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
+
+    def txt(name: bytes, timeout: int = 5) -> bytes | None:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.nameserver_ports = {"127.0.0.1": dns_server.port}
+        answer = resolver.resolve(name.decode(), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    assert dkim.verify(received.data, dnsfunc=txt)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
 
@@ -13,6 +13,7 @@ class Zone:
     mx: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     a: dict[str, list[str]] = field(default_factory=dict)
     aaaa: dict[str, list[str]] = field(default_factory=dict)
+    txt: dict[str, str] = field(default_factory=dict)
     servfail: set[str] = field(default_factory=set)
     ttl: int = 300
     queries: list[tuple[str, str]] = field(default_factory=list)
@@ -30,7 +31,8 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         if name in self.zone.servfail:
             reply.header.rcode = RCODE.SERVFAIL
             return reply
-        known = name in self.zone.mx or name in self.zone.a or name in self.zone.aaaa
+        zone = self.zone
+        known = name in zone.mx or name in zone.a or name in zone.aaaa or name in zone.txt
         if not known:
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
@@ -41,6 +43,10 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         elif kind == "A":
             for address in self.zone.a.get(name, []):
                 reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=ttl))
+        elif kind == "TXT" and name in self.zone.txt:
+            value = self.zone.txt[name].encode()
+            chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
+            reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT(chunks), ttl=ttl))
         elif kind == "AAAA":
             for address in self.zone.aaaa.get(name, []):
                 reply.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(address), ttl=ttl))
