@@ -3,6 +3,7 @@
 import argparse
 import os
 import socket
+from datetime import timedelta
 
 from api.listen import parse_listen
 from engine.mta import MtaSettings
@@ -36,6 +37,14 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "host's name); should match the sending IP's reverse DNS",
     )
     mta.add_argument(
+        "--delivery-lease",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a worker holds the messages it claimed; a worker that dies gives them "
+        "back when this runs out (default 600)",
+    )
+    mta.add_argument(
         "--return-path-domain",
         metavar="DOMAIN",
         help=f"envelope sender bounces+<message id>@DOMAIN (VERP; default: ${RETURN_PATH_ENV}, "
@@ -52,6 +61,8 @@ def mta_settings(args: argparse.Namespace) -> MtaSettings:
         raise MtaConfigError(f"--mx-port/--smarthost: {error}") from None
     if not 0 < port < 65536:
         raise MtaConfigError(f"--mx-port: {port} is not a port")
+    if args.delivery_lease <= 0:
+        raise MtaConfigError("--delivery-lease must be more than 0")
     try:
         shaping()
         bounce_rules()
@@ -67,4 +78,5 @@ def mta_settings(args: argparse.Namespace) -> MtaSettings:
         mx_port=port,
         smarthost=smarthost,
         return_path_domain=args.return_path_domain or os.environ.get(RETURN_PATH_ENV) or None,
+        lease=timedelta(seconds=args.delivery_lease),
     )
