@@ -173,8 +173,9 @@ class Server:
         workers: int = 1,
         split: bool = False,
         smtp: bool = False,
+        mta_env: dict[str, str] | None = None,
     ) -> None:
-        env = dict(os.environ, POSTLINE_DATABASE_URL=database_url)
+        env = dict(os.environ, POSTLINE_DATABASE_URL=database_url, **(mta_env or {}))
         boot = subprocess.run(
             [sys.executable, "-m", "api.cli", "bootstrap", "--json", "--data-dir", str(data_dir)],
             capture_output=True,
@@ -194,7 +195,8 @@ class Server:
             *("--smtp-max-messages-per-connection", "0"),
             *("--smtp-max-connections-per-account", "0"),
         ]
-        roles = ["api", *(["smtp"] if smtp else []), *([] if split else ["projector"])]
+        roles = ["api", *(["smtp"] if smtp else []), *(["mta"] if mta_env is not None else [])]
+        roles += [] if split else ["projector"]
         self.log = (data_dir / "serve.log").open("w")
         common = ["--data-dir", str(data_dir), "--log-level", "warning"]
         self.projector = (
@@ -534,12 +536,135 @@ def smtp_summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+RELAY_GOAL = "≥ 2 times Postfix end to end (DKIM off), every message at the sink"
+RELAY_DOMAIN = "sink.test"
+
+
+def run_relay_scenario(setup: str, work: Path, messages: int) -> dict:
+    """relay-e2e: smtp-source -> Postline -> MX via local DNS -> smtp-sink, and via Postfix."""
+    store, workers, split = parse_setup(setup)
+    sink = smtp.SmtpSink()
+    dns = smtp.LocalDns(RELAY_DOMAIN)
+    figures: dict[str, dict | None] = {}
+    try:
+        for dkim_on in (False, True):
+            label = "postline_dkim" if dkim_on else "postline"
+            data_dir, schema, url = fresh_store(f"relay-{label}", setup, store, work)
+            mta_env = {
+                "POSTLINE_DNS_NAMESERVERS": f"127.0.0.1:{dns.port}",
+                "POSTLINE_MX_PORT": str(sink.port),
+            }
+            if dkim_on:
+                mta_env["POSTLINE_DKIM_KEYS"] = str(dkim_keys(data_dir))
+            # The sink is one site: shape it as Postfix treats a destination by default (20
+            # connections, no message rate), not as a mailbox provider.
+            shaping = data_dir / "shaping.toml"
+            shaping.write_text(
+                '[default]\nconnection_limit = 20\nmax_message_rate = ""\n'
+                "max_deliveries_per_connection = 1000\n"
+            )
+            mta_env["POSTLINE_SHAPING"] = str(shaping)
+            server = Server(url, data_dir, workers, split, smtp=True, mta_env=mta_env)
+            try:
+                figures[label] = relay_run(sink, server.smtp_port, messages)
+            finally:
+                server.stop()
+                if store == "postgres":
+                    pg_schema("drop", schema)
+        try:
+            postfix: smtp.Postfix | None = smtp.Postfix(relay_to=sink.port)
+        except RuntimeError as error:
+            postfix, figures["postfix_problem"] = None, str(error)  # type: ignore[assignment]
+        if postfix is not None:
+            try:
+                figures["postfix"] = relay_run(sink, postfix.port, messages)
+            finally:
+                postfix.stop()
+    finally:
+        dns.stop()
+        sink.stop()
+    ours = figures["postline"]
+    peer = figures.get("postfix")
+    ratio = round(ours["messages_per_s"] / peer["messages_per_s"], 2) if peer else None  # type: ignore[index]
+    complete = all(f["complete"] for k, f in figures.items() if isinstance(f, dict))
+    return {
+        "scenario": "relay-e2e",
+        "store": store,
+        "setup": setup,
+        "workers": workers,
+        "messages": messages,
+        "figures": figures,
+        "ratio_to_postfix": ratio,
+        "durable": complete,
+        "goal": RELAY_GOAL,
+        "goal_met": bool(ratio is not None and ratio >= 2 and complete),
+    }
+
+
+def relay_run(sink: "smtp.SmtpSink", port: int, messages: int) -> dict:
+    """Warm up, then time `messages` from the first SMTP command until the sink has them all."""
+    warm = min(1000, messages)
+    base = sink.messages
+    smtp.smtp_source(port, warm, reuse=True, recipient=f"rcpt@{RELAY_DOMAIN}")
+    sink.wait_for(base + warm, 120)
+    base = sink.messages
+    start = time.perf_counter()
+    ingest = smtp.smtp_source(port, messages, reuse=True, recipient=f"rcpt@{RELAY_DOMAIN}")
+    waited = sink.wait_for(base + messages, 600)
+    seconds = time.perf_counter() - start if waited != float("inf") else float("inf")
+    return {
+        "ingest_messages_per_s": ingest["messages_per_s"],
+        "seconds": round(seconds, 2),
+        "messages_per_s": round(messages / seconds, 1) if seconds != float("inf") else 0.0,
+        "complete": ingest["ok"] and seconds != float("inf"),
+        "errors": ingest["errors"],
+    }
+
+
+def dkim_keys(data_dir: Path) -> Path:
+    """A DKIM key for the benchmark's sender domain, and the keys file that lists it."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "bench",
+            "--out",
+            str(data_dir / "dkim"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    listing = data_dir / "dkim-keys.toml"
+    listing.write_text(json.loads(made.stdout)["keys_file_entry"] + "\n")
+    return listing
+
+
+def relay_summary(r: dict) -> str:
+    f = r["figures"]
+    postfix = f.get("postfix")
+    peer = f"{postfix['messages_per_s']:,.0f}" if postfix else "n/a"
+    return (
+        f"relay-e2e  {r['setup']:<20} postline {f['postline']['messages_per_s']:>7,.0f} msgs/s "
+        f"(with DKIM {f['postline_dkim']['messages_per_s']:,.0f}) | postfix {peer} | "
+        f"x postfix {r['ratio_to_postfix']} | complete {r['durable']} | goal met: {r['goal_met']}"
+    )
+
+
 DEFAULT_SETUPS = "sqlite/1,sqlite/2,postgres/1,postgres/1+projector,postgres/2+projector"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="api-send,api-batch,smtp-ingest")
+    parser.add_argument("--scenarios", default="api-send,api-batch,smtp-ingest,relay-e2e")
     parser.add_argument(
         "--smtp-messages", type=int, default=10_000, help="messages per smtp-source run"
     )
@@ -553,10 +678,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
-    if shutil.which("wrk") is None and set(scenarios) - {"smtp-ingest"}:
+    if shutil.which("wrk") is None and set(scenarios) - {"smtp-ingest", "relay-e2e"}:
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    if "smtp-ingest" in scenarios and (problem := smtp.tools_missing()):
+    if {"smtp-ingest", "relay-e2e"} & set(scenarios) and (problem := smtp.tools_missing()):
         print(f"bench: {problem}", file=sys.stderr)
         return 2
     try:
@@ -572,6 +697,9 @@ def main() -> int:
                 if name == "smtp-ingest":
                     result = run_smtp_scenario(setup, Path(tmp), args.smtp_messages)
                     print(smtp_summary(result), flush=True)
+                elif name == "relay-e2e":
+                    result = run_relay_scenario(setup, Path(tmp), args.smtp_messages)
+                    print(relay_summary(result), flush=True)
                 else:
                     result = run_scenario(name, setup, args.duration, args.warmup, Path(tmp))
                     print(summary(result), flush=True)

@@ -11,11 +11,13 @@
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,11 +77,11 @@ def tools_missing() -> str | None:
     return None
 
 
-def smtp_source(port: int, messages: int, *, reuse: bool) -> dict:
+def smtp_source(port: int, messages: int, *, reuse: bool, recipient: str = RECIPIENT) -> dict:
     """Send `messages` with smtp-source; throughput and any error it printed."""
     binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     command = [binary, "-s", str(SESSIONS), "-m", str(messages), "-l", str(MESSAGE_BYTES)]
-    command += ["-f", SENDER, "-t", RECIPIENT]
+    command += ["-f", SENDER, "-t", recipient]
     if reuse:
         command.append("-d")
     start = time.perf_counter()
@@ -106,7 +108,8 @@ def free_port() -> int:
 class Postfix:
     """A throwaway Postfix instance (needs root, as Postfix's master does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay_to: int | None = None) -> None:
+        """`relay_to`: a loopback port to relay everything to, instead of discarding it."""
         if os.geteuid() != 0:
             raise RuntimeError("the Postfix peer needs root (postfix start)")
         if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
@@ -119,8 +122,17 @@ class Postfix:
         (self.root / "queue").mkdir()
         (self.root / "data").mkdir()
         shutil.chown(self.root / "data", "postfix")
-        (config / "main.cf").write_text(MAIN_CF.format(root=self.root))
-        (config / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        main_cf = MAIN_CF.format(root=self.root)
+        master_cf = MASTER_CF.format(port=self.port)
+        if relay_to is not None:
+            main_cf = "\n".join(
+                line for line in main_cf.splitlines() if "_transport = discard" not in line
+            )
+            main_cf += f"\nrelayhost = [127.0.0.1]:{relay_to}\nsmtp_tls_security_level = none\n"
+            master_cf += "smtp      unix  -       -       n       -       -       smtp\n"
+            master_cf += "relay     unix  -       -       n       -       -       smtp\n"
+        (config / "main.cf").write_text(main_cf)
+        (config / "master.cf").write_text(master_cf)
         self.config = config
         self._postfix("start")
         deadline = time.monotonic() + 20
@@ -177,3 +189,89 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class SmtpSink:
+    """Postfix's `smtp-sink` on a loopback port, counting the messages it takes."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+        self.port = free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [binary, *user, "-c", f"127.0.0.1:{self.port}", "1024"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._count = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 10
+        while not _answers(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("smtp-sink did not start")
+            time.sleep(0.05)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        pending = b""
+        while chunk := self.process.stdout.read1(65536):
+            pending += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            for line in reversed(lines):
+                match = re.search(rb"mesg=(\d+)", line)
+                if match:
+                    self._count = int(match.group(1))
+                    break
+
+    @property
+    def messages(self) -> int:
+        return self._count
+
+    def wait_for(self, count: int, timeout: float) -> float:
+        """Seconds until the sink has taken `count` messages in all (inf on timeout)."""
+        start = time.perf_counter()
+        while self._count < count:
+            if time.perf_counter() - start > timeout:
+                return float("inf")
+            time.sleep(0.005)
+        return time.perf_counter() - start
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class LocalDns:
+    """A DNS server answering MX and A queries for the benchmark's recipient domain."""
+
+    def __init__(self, domain: str, address: str = "127.0.0.1") -> None:
+        from dnslib import MX, QTYPE, RCODE, RR, A
+        from dnslib.server import BaseResolver, DNSServer
+
+        mx_host = f"mx.{domain}"
+
+        class Zone(BaseResolver):  # type: ignore[misc]
+            def resolve(self, request, handler):
+                reply = request.reply()
+                name = str(request.q.qname).rstrip(".").lower()
+                kind = QTYPE[request.q.qtype]
+                if name == domain and kind == "MX":
+                    reply.add_answer(RR(name, QTYPE.MX, rdata=MX(mx_host + "."), ttl=3600))
+                elif name == mx_host and kind == "A":
+                    reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=3600))
+                elif name not in (domain, mx_host):
+                    reply.header.rcode = RCODE.NXDOMAIN
+                return reply
+
+        class Quiet:
+            def __getattr__(self, name: str) -> object:
+                return lambda *args, **kwargs: None
+
+        self.server = DNSServer(Zone(), address="127.0.0.1", port=0, logger=Quiet())
+        self.server.start_thread()
+        self.port = int(self.server.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.server.server.server_close()

@@ -214,7 +214,8 @@ class Mta:
                 replies = await connection.send(
                     self._return_path(message), [message.recipient], data
                 )
-                await self._record(message, connection, replies[message.recipient])
+                # The next message goes out while this outcome is being committed.
+                self._spawn(self._record(message, connection, replies[message.recipient]))
         finally:
             site.connections -= 1
             if connection is not None:
