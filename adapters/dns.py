@@ -113,13 +113,19 @@ class MxResolver:
         return Route(domain, tuple(hosts))
 
     async def _addresses(self, host: str) -> tuple[str, ...]:
+        """A and AAAA addresses of `host`; RouteError (temporary) when a lookup fails, as
+        opposed to the name having no address."""
         addresses: list[str] = []
+        failure = None
         for kind in ("A", "AAAA"):
             try:
                 answer = await self._resolver.resolve(host, kind)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
-            except dns.exception.DNSException:
+            except dns.exception.DNSException as error:
+                failure = f"4.4.3 DNS lookup of {host} {kind} failed: {error}"
                 continue
             addresses += [record.address for record in answer]
+        if failure is not None and not addresses:
+            raise RouteError(failure, code=None)
         return tuple(addresses)

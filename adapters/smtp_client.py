@@ -47,8 +47,11 @@ _TLS = _insecure_context()
 class MxConnection:
     """An open SMTP session with one MX host."""
 
-    def __init__(self, client: aiosmtplib.SMTP, host: str, address: str) -> None:
+    def __init__(
+        self, client: aiosmtplib.SMTP, host: str, address: str, command_timeout: float = 600.0
+    ) -> None:
         self._client = client
+        self.command_timeout = command_timeout
         self.host = host
         self.address = address
         self.deliveries = 0
@@ -66,13 +69,20 @@ class MxConnection:
         port: int,
         helo: str,
         timeout: float,
+        command_timeout: float = 600.0,
         tls: bool = True,
     ) -> "MxConnection":
-        """Connect to the first address of `host` that answers; ConnectFailed otherwise."""
+        """Connect to the first address of `host` that answers; ConnectFailed otherwise.
+
+        `timeout` bounds the connection and each command of the greeting; `command_timeout`
+        each command of a transaction (RFC 5321 §4.5.3.2 allows 10 minutes after the data).
+        """
         last = Reply(None, f"No address to connect to for {host}")
         for address in addresses:
             try:
-                return await cls._connect(host, address, port, helo, timeout, tls)
+                connection = await cls._connect(host, address, port, helo, timeout, tls)
+                connection.command_timeout = command_timeout
+                return connection
             except ConnectFailed as failure:
                 last = failure.reply
         raise ConnectFailed(last)
@@ -90,12 +100,12 @@ class MxConnection:
             await client.ehlo()
         except aiosmtplib.SMTPConnectTimeoutError:
             raise ConnectFailed(Reply(None, f"Connection to {where} timed out")) from None
-        except aiosmtplib.SMTPConnectResponseError as error:
-            client.close()
-            raise ConnectFailed(Reply(error.code, error.message)) from None
         except aiosmtplib.SMTPResponseException as error:
+            # A refusal at the greeting or EHLO says nothing about the recipient: try the next
+            # host, and later (as Postfix's smtp_skip_5xx_greeting does), never bounce for it.
             client.close()
-            raise ConnectFailed(Reply(error.code, f"{where} said: {error.message}")) from None
+            text = f"{where} refused the session: {error.code} {error.message}"
+            raise ConnectFailed(Reply(None, text)) from None
         except aiosmtplib.SMTPTimeoutError:
             client.close()
             raise ConnectFailed(Reply(None, f"Connection to {where} timed out")) from None
@@ -131,12 +141,15 @@ class MxConnection:
         options = ["SMTPUTF8"] if utf8 else []
         try:
             refused, response = await self._client.sendmail(
-                sender, recipients, data, mail_options=options
+                sender, recipients, data, mail_options=options, timeout=self.command_timeout
             )
         except aiosmtplib.SMTPNotSupported:
             reply = Reply(553, "5.6.7 The server does not support SMTPUTF8 addresses")
             return dict.fromkeys(recipients, reply)
+        except ValueError as error:  # an address aiosmtplib will not put on the wire
+            return dict.fromkeys(recipients, Reply(553, f"5.1.3 Bad address: {error}"))
         except aiosmtplib.SMTPRecipientsRefused as error:
+            self.broken = any(r.code == 421 for r in error.recipients)
             return {r.recipient: Reply(r.code, r.message) for r in error.recipients}
         except aiosmtplib.SMTPResponseException as error:  # MAIL FROM or DATA refused
             self.broken = error.code == 421
@@ -152,6 +165,11 @@ class MxConnection:
             r: Reply(refused[r].code, refused[r].message) if r in refused else accepted
             for r in recipients
         }
+
+    @property
+    def usable(self) -> bool:
+        """Still open, and not left in a state where another transaction would fail."""
+        return not self.broken and self._client.is_connected
 
     async def close(self) -> None:
         if self.broken:

@@ -33,7 +33,6 @@ log = logging.getLogger("postline.smtp")
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 MAX_LINE_BYTES = 1001  # RFC 5321 4.5.3.1.6: 998 octets, CRLF, and a transparent dot
-READ_BLOCK = 1 << 16
 END_OF_DATA = b"\r\n.\r\n"
 
 
@@ -160,8 +159,15 @@ class RelayProtocol(SMTP):
         return RelaySession(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        before = self.session
         super().connection_made(transport)
         assert isinstance(self.session, RelaySession)
+        if before is not None and before is not self.session:
+            # STARTTLS starts the session over (RFC 3207 §4.2): what the old one held (an
+            # authenticated connection counted against its account) is let go.
+            closed = getattr(self.event_handler, "handle_CLOSE", None)
+            if closed is not None:
+                closed(before)
         if transport.get_extra_info("ssl_object") is not None:
             self.session.tls = True  # implicit TLS, or the handshake after STARTTLS
 
@@ -263,28 +269,33 @@ class RelayProtocol(SMTP):
         """
         reader = self._reader
         limit = self.data_size_limit or 0
+        marker = len(END_OF_DATA)
         buffer = bytearray(b"\r\n")  # so that a message made of "." alone is found too
         scanned = 0
-        dropped = 0
+        oversized = False
         while True:
-            end = buffer.find(END_OF_DATA, max(0, scanned - len(END_OF_DATA)))
+            end = buffer.find(END_OF_DATA, max(0, scanned - marker))
             if end >= 0:
                 break
             scanned = len(buffer)
-            if limit and len(buffer) + dropped > limit + 2:
-                dropped += len(buffer) - len(END_OF_DATA)
-                del buffer[: -len(END_OF_DATA)]
+            # Without its end marker, the buffer holds the 2 bytes added above, the message,
+            # and at most 4 bytes of the marker: beyond that, the message is too big for sure.
+            if limit and (oversized or len(buffer) > limit + 2 + marker - 1):
+                oversized = True
+                del buffer[:-marker]  # keep what may be the start of the end marker
                 scanned = len(buffer)
-            block = await reader.read(READ_BLOCK)
+            # Take everything that has arrived, so that what follows the end marker can go
+            # back to the (then empty) reader in the order it came.
+            block = await reader.read(1 << 30)
             if not block:  # the client went away; aiosmtpd cancels this session
                 raise ConnectionResetError("connection closed during DATA")
             self._reset_timeout()
             buffer += block
-        rest = bytes(buffer[end + len(END_OF_DATA) :])
+        rest = bytes(buffer[end + marker :])
         if rest and not reader.at_eof():
-            reader.feed_data(rest)  # the buffer is empty: this puts it back at the front
+            reader.feed_data(rest)  # the reader is empty: this puts it back at the front
         # `end` is the message's size with its last CRLF (it counts the 2 bytes added above)
-        if limit and dropped + end > limit:
+        if oversized or (limit and end > limit):
             return b"", smtp_replies.SIZE_EXCEEDED
         raw = bytes(buffer[2 : end + 2])
         if max(map(len, raw.split(b"\n")), default=0) > MAX_LINE_BYTES - 1:

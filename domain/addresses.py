@@ -13,7 +13,8 @@ from functools import lru_cache
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010FFFF"
 _LOCAL = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\u0085\u00a0\u2028\u2029]")
+# Controls and every kind of white space (SMTP clients refuse them in an address).
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 _ASCII_TLD = re.compile(r"[A-Za-z][A-Za-z0-9-]*|xn--[A-Za-z0-9-]+")
 
 MAX_ADDRESS_LENGTH = 254

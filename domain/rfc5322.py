@@ -43,11 +43,11 @@ class RawFacts:
 
 def header_block(data: bytes) -> bytes:
     """The header section (up to and including the line break before the empty line)."""
+    if data.startswith(b"\r\n"):
+        return b""  # no header at all: everything is body
     end = data.find(b"\r\n\r\n")
     if end >= 0:
         return data[: end + 2]
-    if data.startswith(b"\r\n"):
-        return b""
     return data  # headers only, no body
 
 

@@ -39,7 +39,7 @@ from domain.submission import Body, Head
 from engine import policy
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
-from projections.delivery_queue import QueuedMessage, Retry, claim, release, settle
+from projections.delivery_queue import QueuedMessage, Retry, claim, release, renew, settle
 
 log = logging.getLogger("postline.mta")
 
@@ -60,7 +60,7 @@ class MtaSettings:
     lease: timedelta = timedelta(minutes=10)
     poll_interval: float = 1.0
     connect_timeout: float = 30.0
-    command_timeout: float = 120.0
+    command_timeout: float = 600.0  # RFC 5321 §4.5.3.2: up to 10 minutes after the data
     tls: bool = True
 
 
@@ -97,7 +97,10 @@ class Mta:
         self.name = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._sites: dict[str, _Site] = {}
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # routing and connections
+        self._records: set[asyncio.Task[None]] = set()  # outcomes being committed
+        self._stopping = False
+        # Claimed and not yet handed to a server: leases are renewed, and given back on stop.
         self._in_flight: dict[str, QueuedMessage] = {}
         self._room = asyncio.Event()
         self._finished: list[str] = []
@@ -108,7 +111,12 @@ class Mta:
         self.bounced = 0
 
     async def run(self) -> None:
-        """Deliver until cancelled; leases of messages not yet tried are given back."""
+        """Deliver until cancelled.
+
+        On the way out, connections stop taking messages, outcomes already known are committed
+        (never cancelled: a message sent must not be sent again), and the leases of messages
+        not yet handed to a server are given back.
+        """
         flusher = asyncio.create_task(self._flush_forever())
         try:
             while True:
@@ -118,6 +126,7 @@ class Mta:
                     await self._room.wait()
                     continue
                 batch = await self._claim(min(room, self.settings.batch_size))
+                batch = [m for m in batch if m.message_id not in self._in_flight]
                 if not batch:
                     await asyncio.sleep(self.settings.poll_interval)
                     continue
@@ -128,14 +137,19 @@ class Mta:
                 for domain, messages in by_domain.items():
                     self._spawn(self._route(domain, messages))
         finally:
+            self._stopping = True
             flusher.cancel()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
+            while self._tasks:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(flusher, *self._records, return_exceptions=True)
             await self._flush()
             if self._in_flight:
-                with contextlib.suppress(StoreUnavailable, Exception):
-                    await self.runtime.run(release, self.runtime.store.db, list(self._in_flight))
+                with contextlib.suppress(Exception):
+                    await self.runtime.run(
+                        release, self.runtime.store.db, self.name, list(self._in_flight)
+                    )
 
     async def _claim(self, limit: int) -> list[QueuedMessage]:
         try:
@@ -146,10 +160,11 @@ class Mta:
             log.warning("cannot claim work: %s", error)
             return []
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any, into: set[asyncio.Task[None]] | None = None) -> None:
+        tasks = self._tasks if into is None else into
         task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _route(self, domain: str, messages: list[QueuedMessage]) -> None:
         try:
@@ -157,7 +172,7 @@ class Mta:
         except RouteError as error:
             reply = Reply(error.code, error.text)
             for message in messages:
-                await self._record(message, None, reply)
+                self._record_soon(message, None, reply)
             return
         site = self._site(route)
         for message in messages:
@@ -179,7 +194,11 @@ class Mta:
 
     def _staff(self, site: _Site) -> None:
         """Open connections for the site's waiting mail, up to its connection limit."""
-        while site.connections < site.policy.connection_limit and site.queue.qsize() > 0:
+        while (
+            not self._stopping
+            and site.connections < site.policy.connection_limit
+            and site.queue.qsize() > 0
+        ):
             if site.connections and site.queue.qsize() <= site.connections:
                 break
             site.connections += 1
@@ -196,8 +215,11 @@ class Mta:
                     return
                 await self._hold_back(site)
                 if connection is not None and (
-                    connection.broken
+                    not connection.usable
                     or connection.deliveries >= site.policy.max_deliveries_per_connection
+                    # a provider site spans many domains: only reuse a connection to a host
+                    # that this message's domain lists
+                    or all(connection.host != host.host for host in route.hosts)
                 ):
                     await connection.close()
                     connection = None
@@ -205,17 +227,26 @@ class Mta:
                     try:
                         connection = await self._open(route)
                     except ConnectFailed as failure:
-                        await self._record(message, None, failure.reply)
-                        await self._fail_waiting(site, failure.reply)
+                        self._record_soon(message, None, failure.reply)
+                        self._fail_waiting(site, route, failure.reply)
                         return
-                data = await self._message_bytes(message)
-                if data is None:
+                try:
+                    data = await self._message_bytes(message)
+                except StoreUnavailable as error:
+                    log.warning("cannot read message %s: %s", message.message_id, error)
+                    self._forget(message)  # its lease runs out, and it is tried again
+                    continue
+                except Exception as error:  # a message we cannot render or sign
+                    log.exception("message %s cannot be sent", message.message_id)
+                    reply = Reply(554, f"5.6.0 Message cannot be sent: {error}")
+                    self._record_soon(message, None, reply)
                     continue
                 replies = await connection.send(
                     self._return_path(message), [message.recipient], data
                 )
+                self._forget(message)  # handed to a server: never given back, never renewed
                 # The next message goes out while this outcome is being committed.
-                self._spawn(self._record(message, connection, replies[message.recipient]))
+                self._record_soon(message, connection, replies[message.recipient])
         finally:
             site.connections -= 1
             if connection is not None:
@@ -236,6 +267,7 @@ class Mta:
                     port=port,
                     helo=self.settings.helo,
                     timeout=self.settings.connect_timeout,
+                    command_timeout=self.settings.command_timeout,
                     tls=self.settings.tls,
                 )
             except ConnectFailed as error:
@@ -243,11 +275,26 @@ class Mta:
         assert failure is not None
         raise failure
 
-    async def _fail_waiting(self, site: _Site, reply: Reply) -> None:
-        """Nobody answers at the site: what waits for it would hit the same wall."""
+    def _fail_waiting(self, site: _Site, route: Route, reply: Reply) -> None:
+        """Nobody answers at these hosts: what waits for them would hit the same wall."""
+        waiting = []
         while not site.queue.empty():
-            message, _ = site.queue.get_nowait()
-            await self._record(message, None, reply)
+            waiting.append(site.queue.get_nowait())
+        for message, other in waiting:
+            if other.hosts == route.hosts:
+                self._record_soon(message, None, reply)
+            else:
+                site.queue.put_nowait((message, other))
+
+    def _record_soon(
+        self, message: QueuedMessage, connection: MxConnection | None, reply: Reply
+    ) -> None:
+        """Record an outcome without holding up the caller; shutting down waits for it."""
+        self._spawn(self._record(message, connection, reply), into=self._records)
+
+    def _forget(self, message: QueuedMessage) -> None:
+        self._in_flight.pop(message.message_id, None)
+        self._room.set()
 
     async def _hold_back(self, site: _Site) -> None:
         """Wait until the site's message rate allows one more."""
@@ -259,14 +306,9 @@ class Mta:
             stats = await self._limiter.get_window_stats(item, site.policy.site)
             await asyncio.sleep(max(0.01, stats.reset_time - self.clock().timestamp()))
 
-    async def _message_bytes(self, message: QueuedMessage) -> bytes | None:
-        try:
-            head = await self._blob(message.head)
-            body = await self._blob(message.body)
-        except StoreUnavailable as error:
-            log.warning("cannot read message %s: %s", message.message_id, error)
-            self._in_flight.pop(message.message_id, None)  # its lease will run out
-            return None
+    async def _message_bytes(self, message: QueuedMessage) -> bytes:
+        head = await self._blob(message.head)
+        body = await self._blob(message.body)
         if message.format == FORMAT_COMPOSITION:
             data = render(_HEAD.decode(head), _BODY.decode(body))
         else:
@@ -363,13 +405,27 @@ class Mta:
                 self.bounced += 1
             else:
                 self.soft_bounced += 1
-        self._in_flight.pop(message.message_id, None)
-        self._room.set()
+        self._forget(message)
 
     async def _flush_forever(self) -> None:
+        renewed = self.clock()
+        every = self.settings.lease / 3
         while True:
             await asyncio.sleep(0.05)
             await self._flush()
+            if self._in_flight and self.clock() - renewed >= every:
+                renewed = self.clock()
+                try:
+                    await self.runtime.run(
+                        renew,
+                        self.runtime.store.db,
+                        self.name,
+                        list(self._in_flight),
+                        renewed,
+                        self.settings.lease,
+                    )
+                except Exception as error:  # they may lapse: the queue stays correct
+                    log.warning("leases not renewed: %s", error)
 
     async def _flush(self) -> None:
         if not (self._finished or self._retries):

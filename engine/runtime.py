@@ -91,8 +91,9 @@ class Runtime:
         self._tasks.clear()
 
     def close(self) -> None:
-        self.committer.stop()
+        # Background work in the pool may still be waiting on the committer: it goes first.
         self._executor.shutdown(wait=True)
+        self.committer.stop()
         self.store.close()
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:

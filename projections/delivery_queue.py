@@ -186,13 +186,26 @@ def settle(db: SqlDatabase, finished: list[str], retries: list[Retry]) -> None:
         )
 
 
-def release(db: SqlDatabase, message_ids: list[str]) -> None:
-    """Give leases back without an outcome (shutting down): the messages are due again."""
+def release(db: SqlDatabase, worker: str, message_ids: list[str]) -> None:
+    """Give `worker`'s leases back without an outcome (shutting down): due again at once."""
     with db.transaction() as cursor:
         db.execute_many(
             cursor,
-            "UPDATE {delivery_queue} SET lease_until = NULL, leased_by = NULL WHERE message_id = ?",
-            [(m,) for m in message_ids],
+            "UPDATE {delivery_queue} SET lease_until = NULL, leased_by = NULL "
+            "WHERE message_id = ? AND leased_by = ?",
+            [(m, worker) for m in message_ids],
+        )
+
+
+def renew(
+    db: SqlDatabase, worker: str, message_ids: list[str], now: datetime, lease: timedelta
+) -> None:
+    """Extend `worker`'s leases on messages it still holds (waiting for a connection or a rate)."""
+    with db.transaction() as cursor:
+        db.execute_many(
+            cursor,
+            "UPDATE {delivery_queue} SET lease_until = ? WHERE message_id = ? AND leased_by = ?",
+            [(stored_time(now + lease), m, worker) for m in message_ids],
         )
 
 

@@ -104,7 +104,8 @@ def test_outcomes_settle_the_queue_whoever_records_them_first(runtime: Runtime) 
         ]
     ).result(10)
     settle(runtime.store.db, [delivered], [(retried, later, 1, 3)])
-    release(runtime.store.db, [released])
+    release(runtime.store.db, "w2", [released])  # not w2's lease: nothing happens
+    release(runtime.store.db, "w1", [released])
     assert pending(runtime.store.db) == 2
     runtime.queue.catch_up()  # the projector agrees, and changes nothing more
     assert pending(runtime.store.db) == 2

@@ -466,3 +466,40 @@ def test_data_is_unstuffed_and_its_end_is_found_across_packets(
     longest = data(b"Subject: long\r\n\r\n" + b"x" * 999 + b"\r\n.\r\n")
     assert longest.startswith("250 2.0.0 Ok: queued as ")
     client.close()
+
+
+def test_the_size_limit_holds_to_the_byte_whatever_the_packets(
+    runtime: Runtime, certificates: Certificates, account: tuple[int, str]
+) -> None:
+    live = LiveSmtp(runtime, certificates, loopback_settings(certificates, data_size_limit=100))
+    try:
+        client = authenticated(live, account)
+        for size, expected in ((100, "250 2.0.0 Ok: queued as "), (101, "552 5.3.4 ")):
+            body = b"Subject: s\r\n\r\n" + b"x" * (size - 16) + b"\r\n"
+            assert len(body) == size
+            client.command("MAIL FROM:<shop@example.com>")
+            client.command("RCPT TO:<ann@example.net>")
+            assert client.command("DATA").startswith("354")
+            client.send(body + b".")
+            time.sleep(0.05)
+            client.send(b"\r\n")
+            reply = client.reply()
+            assert reply.startswith(expected), (size, reply)
+            if size == 100:
+                stored = runtime.store.get(uuid.UUID(queued_id(reply)))
+                assert runtime.store.get_blob(stored.body) == body
+        client.close()
+    finally:
+        live.stop()
+
+
+def test_starttls_after_auth_gives_the_connection_back_to_its_account(
+    relay: LiveSmtp, certificates: Certificates, account: tuple[int, str]
+) -> None:
+    for _ in range(12):  # more than the 10 an account may hold at once
+        with smtplib.SMTP("127.0.0.1", relay.port(), timeout=10) as client:
+            client.ehlo("app.example.com")
+            client.login("api", account[1])  # offered before TLS on loopback
+            client.starttls(context=certificates.client_context())
+            client.ehlo("app.example.com")
+            assert client.login("api", account[1])[0] == 235  # counted once more, not twice

@@ -39,6 +39,9 @@ def test_accepts_deliverable_addresses(address: str) -> None:
         "user@[127.0.0.1]",
         "user@example.123",
         "user\r\n@example.com",
+        "us\u3000er@example.com",  # ideographic space
+        "us\u00a0er@example.com",  # no-break space
+        "us\u0085er@example.com",  # next line (a C1 control)
         "a" * 65 + "@example.com",
         "user@" + "a" * 250 + ".com",
     ],
