@@ -49,18 +49,17 @@ class Runtime:
         try:
             with schema_lock(url):
                 self.store = EventStore(url)
+                self.committer = GroupCommitter(self.store)
                 self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
                 self.queue = Projector(self.store.app, self.store.db, DeliveryQueue())
                 # Read models: dropped and rebuilt by `postline replay`.
                 self.projectors = [self.email_logs, self.queue]
-                for projector in self.projectors:
+                # Processes follow the log too, but write events: never replayed.
+                self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
+                for projector in [*self.projectors, self.dispatcher]:
                     projector.create_schema()
         except PersistenceError as error:
             raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
-        self.committer = GroupCommitter(self.store)
-        # Processes follow the log too, but write events: never replayed.
-        self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
-        self.dispatcher.create_schema()
         self.auth = Authenticator(self.store)
         self.acceptor = Acceptor(self.committer, limits)
         self.limits = limits
