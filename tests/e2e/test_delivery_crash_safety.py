@@ -42,6 +42,19 @@ def setup(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], MxSink]]:
         sink.stop()
 
 
+def start_api(env: dict[str, str], data_dir: Path) -> Serve:
+    """The front end alone: HTTP, the dispatcher and the read models; no delivery."""
+    return Serve(
+        *("--bootstrap", "--roles", "api,projector", "--data-dir", str(data_dir)),
+        env=env,
+        log=data_dir / "api.log",
+    )
+
+
+def token(data_dir: Path) -> str:
+    return str(json.loads((data_dir / "credentials.json").read_text())["api_token"])
+
+
 def start_mta(env: dict[str, str], data_dir: Path, log: Path, lease: float) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -63,9 +76,9 @@ def start_mta(env: dict[str, str], data_dir: Path, log: Path, lease: float) -> s
     )
 
 
-def send_all(api: Serve, token: str) -> list[str]:
+def send_all(api: Serve, secret: str) -> list[str]:
     ids: list[str] = []
-    with httpx.Client(base_url=api.url, headers={"Api-Token": token}, timeout=60) as client:
+    with httpx.Client(base_url=api.url, headers={"Api-Token": secret}, timeout=60) as client:
         for start in range(0, MESSAGES, 500):
             body = {
                 "base": {"from": {"email": "shop@example.com"}, "subject": "s", "text": "t"},
@@ -97,19 +110,10 @@ def test_two_workers_never_deliver_a_message_twice(
     setup: tuple[str, dict[str, str], MxSink], tmp_path: Path
 ) -> None:
     _, env, sink = setup
-    api = Serve(
-        "--bootstrap",
-        "--roles",
-        "api,projector",
-        "--data-dir",
-        str(tmp_path),
-        env=env,
-        log=tmp_path / "api.log",
-    )
+    api = start_api(env, tmp_path)
     workers = [start_mta(env, tmp_path, tmp_path / f"mta{n}.log", 600) for n in range(2)]
     try:
-        token = json.loads((tmp_path / "credentials.json").read_text())["api_token"]
-        ids = send_all(api, token)
+        ids = send_all(api, token(tmp_path))
         wait_for(lambda: sum(delivered_ids(sink).values()) >= MESSAGES, 120, "not all delivered")
         time.sleep(1)  # anything delivered twice would arrive now
         counts = delivered_ids(sink)
@@ -126,27 +130,19 @@ def test_a_worker_killed_mid_run_loses_nothing(
     setup: tuple[str, dict[str, str], MxSink], tmp_path: Path
 ) -> None:
     _, env, sink = setup
-    api = Serve(
-        "--bootstrap",
-        "--roles",
-        "api,projector",
-        "--data-dir",
-        str(tmp_path),
-        env=env,
-        log=tmp_path / "api.log",
-    )
+    api = start_api(env, tmp_path)
     doomed = start_mta(env, tmp_path, tmp_path / "doomed.log", lease=3)
     survivor = None
     try:
-        token = json.loads((tmp_path / "credentials.json").read_text())["api_token"]
-        ids = send_all(api, token)
+        ids = send_all(api, token(tmp_path))
         wait_for(lambda: sum(delivered_ids(sink).values()) >= MESSAGES // 4, 60, "no progress")
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(30)
         survivor = start_mta(env, tmp_path, tmp_path / "survivor.log", lease=3)
         expected = {i.replace("-", "") for i in ids}
         wait_for(lambda: set(delivered_ids(sink)) >= expected, 120, "messages were lost")
-        with httpx.Client(base_url=api.url, headers={"Api-Token": token}, timeout=30) as client:
+        headers = {"Api-Token": token(tmp_path)}
+        with httpx.Client(base_url=api.url, headers=headers, timeout=30) as client:
             for message_id in ids[:: MESSAGES // 20]:
                 wait_for(
                     lambda m=message_id: (
