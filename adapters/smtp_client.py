@@ -56,7 +56,6 @@ class MxConnection:
         self.address = address
         self.deliveries = 0
         self.broken = False
-        self.tls = False
         sock = client.transport.get_extra_info("sockname") if client.transport else None
         self.sending_ip: str | None = sock[0] if sock else None
 
@@ -124,7 +123,6 @@ class MxConnection:
             try:
                 await client.starttls(tls_context=_TLS, server_hostname=host)
                 await client.ehlo()
-                connection.tls = True
             except (aiosmtplib.SMTPException, ssl.SSLError, OSError):
                 client.close()
                 return await cls._connect(host, address, port, helo, timeout, tls=False)

@@ -30,8 +30,6 @@ CATEGORIES = (
     "serverpolicy",
     "spam_gmail",
 )
-# A hard bounce in these categories suppresses the recipient (spec §4).
-SUPPRESSING = frozenset({"timeout", "badrecipient", "overquota"})
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _SPACE = re.compile(r"\s+")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -69,6 +70,12 @@ class _Site:
     policy: SitePolicy
     queue: "asyncio.Queue[tuple[QueuedMessage, Route]]" = field(default_factory=asyncio.Queue)
     connections: int = 0
+    rate: RateLimitItem | None = None  # the policy's max_message_rate, parsed once
+
+    def __post_init__(self) -> None:
+        rate = self.policy.max_message_rate
+        if rate is not None:
+            self.rate = parse_limit(f"{rate[0]} per {int(rate[1])} second")
 
 
 class Mta:
@@ -106,6 +113,7 @@ class Mta:
         self._finished: list[str] = []
         self._retries: list[Retry] = []
         self._blobs: dict[str, bytes] = {}
+        self._providers: dict[str, str] = {}
         self.delivered = 0  # outcomes recorded by this worker
         self.soft_bounced = 0
         self.bounced = 0
@@ -292,16 +300,22 @@ class Mta:
         """Record an outcome without holding up the caller; shutting down waits for it."""
         self._spawn(self._record(message, connection, reply), into=self._records)
 
+    def _provider(self, mx_host: str) -> str:
+        """The mailbox provider of an MX host, from the shaping table's patterns, once per host."""
+        name = self._providers.get(mx_host)
+        if name is None:
+            name = self._providers[mx_host] = self.shaping.mailbox_provider(mx_host)
+        return name
+
     def _forget(self, message: QueuedMessage) -> None:
         self._in_flight.pop(message.message_id, None)
         self._room.set()
 
     async def _hold_back(self, site: _Site) -> None:
         """Wait until the site's message rate allows one more."""
-        rate = site.policy.max_message_rate
-        if rate is None:
+        item = site.rate
+        if item is None:
             return
-        item = parse_limit(f"{rate[0]} per {int(rate[1])} second")
         while not await self._limiter.hit(item, site.policy.site):
             stats = await self._limiter.get_window_stats(item, site.policy.site)
             await asyncio.sleep(max(0.01, stats.reset_time - self.clock().timestamp()))
@@ -349,9 +363,7 @@ class Mta:
             "attempt": attempt,
             "mx": connection.host if connection else None,
             "sending_ip": connection.sending_ip if connection else None,
-            "mailbox_provider": self.shaping.mailbox_provider(connection.host)
-            if connection
-            else None,
+            "mailbox_provider": self._provider(connection.host) if connection else None,
         }
         retry_at = None
         if reply.accepted:

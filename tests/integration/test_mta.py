@@ -14,11 +14,13 @@ import pytest
 from adapters.dkim_signing import Signer, load_key
 from adapters.dns import MxResolver
 from domain.retry import RetrySchedule
+from domain.shaping import Shaping
 from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal
 from engine.dkim_keys import create_key
 from engine.mta import Mta, MtaSettings
+from engine.policy import shipped
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
@@ -71,6 +73,7 @@ def deliver(
     recipients: list[str],
     done: int,
     signer: Signer | None = None,
+    shaping: Shaping | None = None,
 ) -> tuple[list[str], Mta]:
     """Send one message to `recipients` and run the MTA until `done` outcomes are final."""
     mta = Mta(
@@ -85,6 +88,7 @@ def deliver(
         resolver=MxResolver(dns_server.nameservers, timeout=2),
         schedule=FAST_RETRIES,
         signer=signer or Signer(),
+        shaping=shaping,
     )
     draft = msgspec.convert(
         {
@@ -195,3 +199,16 @@ def test_messages_are_dkim_signed_and_verify_at_the_sink(
         return b"".join(b"".join(r.strings) for r in answer)
 
     assert dkim.verify(received.data, dnsfunc=txt)
+
+
+def test_a_message_rate_holds_mail_back_and_drops_none(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    slow = Shaping({"default": {"max_message_rate": "2/s"}}, shipped("shaping"))
+    recipients = [f"ok{n}@sink.test" for n in range(5)]
+    deliver(runtime, dns_server, sink, recipients, done=5, shaping=slow)
+    assert sorted(r.recipients[0] for r in sink.received) == recipients
+    times = sorted(r.at for r in sink.received)
+    # at most 2 in any second: the 3rd and 5th waited for the window to move on
+    assert times[2] - times[0] >= 0.9
+    assert times[4] - times[2] >= 0.9

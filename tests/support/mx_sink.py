@@ -8,6 +8,7 @@ answers 451 the first time and takes it the second; `unknown...` 550 5.1.1; `ful
 import asyncio
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -19,6 +20,7 @@ class Received:
     recipients: list[str]
     data: bytes
     tls: bool
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
