@@ -146,30 +146,22 @@ class Signer:
 
 def generate(algorithm: str = "rsa", bits: int = 2048) -> tuple[bytes, str]:
     """A new private key (PEM) and the DNS TXT value that publishes its public half."""
+    key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
     if algorithm == "ed25519":
         key = ed25519.Ed25519PrivateKey.generate()
         public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        record = f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    elif algorithm == "rsa":
+        if bits < 1024:
+            raise InvalidKeys("RSA keys need 1024 bits or more (2048 recommended)")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return pem, record
-    if algorithm != "rsa":
+    else:
         raise InvalidKeys(f"unknown algorithm {algorithm!r}: use rsa or ed25519")
-    if bits < 1024:
-        raise InvalidKeys("RSA keys need 1024 bits or more (2048 recommended)")
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    der = rsa_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    record = f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
-    pem = rsa_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem, record
+    return pem, f"v=DKIM1; k={algorithm}; p={base64.b64encode(public).decode()}"

@@ -45,6 +45,9 @@ from pathlib import Path
 
 import smtp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.dns import LocalDns, Zone
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_URL = os.environ.get(
@@ -544,7 +547,8 @@ def run_relay_scenario(setup: str, work: Path, messages: int) -> dict:
     """relay-e2e: smtp-source -> Postline -> MX via local DNS -> smtp-sink, and via Postfix."""
     store, workers, split = parse_setup(setup)
     sink = smtp.SmtpSink()
-    dns = smtp.LocalDns(RELAY_DOMAIN)
+    mx_host = f"mx.{RELAY_DOMAIN}"
+    dns = LocalDns(Zone(mx={RELAY_DOMAIN: [(10, mx_host + ".")]}, a={mx_host: ["127.0.0.1"]}))
     figures: dict[str, dict | None] = {}
     try:
         for dkim_on in (False, True):

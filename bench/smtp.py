@@ -240,38 +240,3 @@ class SmtpSink:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
-
-
-class LocalDns:
-    """A DNS server answering MX and A queries for the benchmark's recipient domain."""
-
-    def __init__(self, domain: str, address: str = "127.0.0.1") -> None:
-        from dnslib import MX, QTYPE, RCODE, RR, A
-        from dnslib.server import BaseResolver, DNSServer
-
-        mx_host = f"mx.{domain}"
-
-        class Zone(BaseResolver):  # type: ignore[misc]
-            def resolve(self, request, handler):
-                reply = request.reply()
-                name = str(request.q.qname).rstrip(".").lower()
-                kind = QTYPE[request.q.qtype]
-                if name == domain and kind == "MX":
-                    reply.add_answer(RR(name, QTYPE.MX, rdata=MX(mx_host + "."), ttl=3600))
-                elif name == mx_host and kind == "A":
-                    reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=3600))
-                elif name not in (domain, mx_host):
-                    reply.header.rcode = RCODE.NXDOMAIN
-                return reply
-
-        class Quiet:
-            def __getattr__(self, name: str) -> object:
-                return lambda *args, **kwargs: None
-
-        self.server = DNSServer(Zone(), address="127.0.0.1", port=0, logger=Quiet())
-        self.server.start_thread()
-        self.port = int(self.server.server.server_address[1])
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.server.server.server_close()

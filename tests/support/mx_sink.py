@@ -7,11 +7,12 @@ answers 451 the first time and takes it the second; `unknown...` 550 5.1.1; `ful
 
 import asyncio
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.support.loop import BackgroundLoop
 
 
 @dataclass
@@ -61,9 +62,7 @@ class MxSink:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.script = _Script()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
+        self._loop = BackgroundLoop()
         sock = socket.create_server((host, port))
         self.port = int(sock.getsockname()[1])
 
@@ -73,18 +72,11 @@ class MxSink:
                 lambda: SMTP(self.script, hostname="mx.sink.test"), sock=sock
             )
 
-        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        self.server = self._loop.run(start())
 
     @property
     def received(self) -> list[Received]:
         return self.script.received
 
     def stop(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            await asyncio.sleep(0.05)
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+        self._loop.stop(self.server)

@@ -1,9 +1,7 @@
 """The SMTP relay on real loopback sockets, in a background event loop, and client helpers."""
 
-import asyncio
 import socket
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import trustme
 from adapters.smtp_server import ListenerSettings, serve_smtp, server_tls_context
 from engine.relay import RelayPolicy, SmtpRelay
 from engine.runtime import Runtime
+from tests.support.loop import BackgroundLoop
 
 HOSTNAME = "relay.test"
 
@@ -48,18 +47,14 @@ class LiveSmtp:
         policy: RelayPolicy | None = None,
     ) -> None:
         self.relay = SmtpRelay(runtime, policy or RelayPolicy())
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
+        self._loop = BackgroundLoop()
         self.settings = listeners or (loopback_settings(certificates),)
         self.sockets = []
         for _ in self.settings:
             sock = socket.create_server(("127.0.0.1", 0))
             self.sockets.append(sock)
         self.servers = [
-            asyncio.run_coroutine_threadsafe(
-                serve_smtp(sock, self.relay, settings), self.loop
-            ).result(10)
+            self._loop.run(serve_smtp(sock, self.relay, settings))
             for sock, settings in zip(self.sockets, self.settings, strict=True)
         ]
 
@@ -67,16 +62,7 @@ class LiveSmtp:
         return int(self.sockets[index].getsockname()[1])
 
     def stop(self) -> None:
-        async def close() -> None:
-            for server in self.servers:
-                server.close()
-            # let connection_lost callbacks of closed transports run
-            await asyncio.sleep(0.05)
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+        self._loop.stop(*self.servers)
 
 
 def loopback_settings(certificates: Certificates, **overrides: object) -> ListenerSettings:
