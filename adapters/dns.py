@@ -4,11 +4,13 @@
 - no MX record: the domain itself is the implicit MX, if it has an address;
 - a null MX (`MX 0 .`): the domain takes no mail, a permanent failure;
 - NXDOMAIN: permanent; timeouts, SERVFAIL and the like: temporary.
-Answers are cached by their TTL (dnspython's cache). Nameservers come from
+Answers are cached by their TTL (dnspython's cache), and so are whole routes, the MTA asking
+for one per batch of mail. Nameservers come from
 `POSTLINE_DNS_NAMESERVERS` (`127.0.0.1:5353,...`) or the system's resolv.conf.
 """
 
 import os
+import time
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -17,6 +19,7 @@ import dns.name
 import dns.resolver
 
 NAMESERVERS_ENV = "POSTLINE_DNS_NAMESERVERS"
+ROUTE_CACHE_MAX_SECONDS = 3600.0
 
 
 class RouteError(Exception):
@@ -79,9 +82,22 @@ class MxResolver:
         resolver.lifetime = timeout
         resolver.cache = dns.resolver.Cache()
         self._resolver = resolver
+        self._routes: dict[str, tuple[float, Route]] = {}
 
     async def route(self, domain: str) -> Route:
         """The MX hosts of `domain`, or RouteError."""
+        cached = self._routes.get(domain)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        expires = [float("inf")]
+        route = await self._lookup(domain, expires)
+        if len(self._routes) > 10_000:
+            self._routes.clear()
+        self._routes[domain] = (min(expires[0], time.time() + ROUTE_CACHE_MAX_SECONDS), route)
+        return route
+
+    async def _lookup(self, domain: str, expires: list[float]) -> Route:
+        """Resolve a route; `expires[0]` becomes the earliest expiry of the answers used."""
         try:
             answer = await self._resolver.resolve(domain, "MX")
         except dns.resolver.NXDOMAIN:
@@ -89,7 +105,7 @@ class MxResolver:
                 f"5.1.2 Host or domain name not found: {domain} (NXDOMAIN)", code=550
             ) from None
         except dns.resolver.NoAnswer:
-            addresses = await self._addresses(domain)
+            addresses = await self._addresses(domain, expires)
             if not addresses:
                 raise RouteError(
                     f"5.1.2 Domain {domain} has neither MX nor address records", code=550
@@ -99,20 +115,21 @@ class MxResolver:
             raise RouteError(
                 f"4.4.3 DNS lookup of {domain} MX failed: {error}", code=None
             ) from None
+        expires[0] = min(expires[0], answer.expiration)
         records = sorted(answer, key=lambda r: (r.preference, str(r.exchange)))
         if any(r.exchange == dns.name.root for r in records):
             raise RouteError(f"5.1.10 {domain} does not accept mail (null MX)", code=556)
         hosts = []
         for record in records:
             host = str(record.exchange).rstrip(".").lower()
-            addresses = await self._addresses(host)
+            addresses = await self._addresses(host, expires)
             if addresses:
                 hosts.append(MxHost(record.preference, host, addresses))
         if not hosts:
             raise RouteError(f"4.4.3 No MX host of {domain} has an address", code=None)
         return Route(domain, tuple(hosts))
 
-    async def _addresses(self, host: str) -> tuple[str, ...]:
+    async def _addresses(self, host: str, expires: list[float]) -> tuple[str, ...]:
         """A and AAAA addresses of `host`; RouteError (temporary) when a lookup fails, as
         opposed to the name having no address."""
         addresses: list[str] = []
@@ -125,6 +142,7 @@ class MxResolver:
             except dns.exception.DNSException as error:
                 failure = f"4.4.3 DNS lookup of {host} {kind} failed: {error}"
                 continue
+            expires[0] = min(expires[0], answer.expiration)
             addresses += [record.address for record in answer]
         if failure is not None and not addresses:
             raise RouteError(failure, code=None)

@@ -28,6 +28,7 @@ from adapters.multirow import insert_rows
 Blob = tuple[str, bytes]  # (sha256 hex, data)
 
 BLOB_TABLE = "postline_blobs"
+_SQLITE_IN_LIMIT = 500  # parameters per IN list, well under SQLite's 32,766
 
 
 class SQLiteEventStore(SQLiteApplicationRecorder):
@@ -67,11 +68,20 @@ class SQLiteEventStore(SQLiteApplicationRecorder):
             ids.extend(range(last - count + 1, last + 1))
         return ids
 
-    def get_blob(self, sha256: str) -> bytes | None:
+    def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
+        """The blobs found among `shas`, read in one transaction."""
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(shas))
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT data FROM {BLOB_TABLE} WHERE sha256 = ?", (sha256,))  # noqa: S608
-            row = c.fetchone()
-        return None if row is None else bytes(row["data"])
+            for start in range(0, len(unique), _SQLITE_IN_LIMIT):
+                chunk = unique[start : start + _SQLITE_IN_LIMIT]
+                marks = ", ".join("?" * len(chunk))
+                c.execute(
+                    f"SELECT sha256, data FROM {BLOB_TABLE} WHERE sha256 IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+                found.update((row["sha256"], bytes(row["data"])) for row in c.fetchall())
+        return found
 
 
 class PostgresEventStore(PostgresApplicationRecorder):
@@ -110,7 +120,7 @@ class PostgresEventStore(PostgresApplicationRecorder):
             )
         )
         self._append = SQL("SELECT * FROM {}(%b, %b, %b, %b, %b, %b)").format(append)
-        self._select_blob = SQL("SELECT data FROM {} WHERE sha256 = %s").format(table)
+        self._select_blobs = SQL("SELECT sha256, data FROM {} WHERE sha256 = ANY(%s)").format(table)
 
     # The library's versions are wrapped in a retry decorator (ten attempts, 0.2 s apart, each
     # waiting up to the connect timeout); these call the undecorated functions so a lost
@@ -138,8 +148,8 @@ class PostgresEventStore(PostgresApplicationRecorder):
             curs.execute(self._append, arguments)  # autocommit: one statement, one transaction
             return [row["postline_append"] for row in curs.fetchall()]
 
-    def get_blob(self, sha256: str) -> bytes | None:
+    def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
+        """The blobs found among `shas`, read with one statement."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._select_blob, (sha256,))
-            row = curs.fetchone()
-        return None if row is None else bytes(row["data"])
+            curs.execute(self._select_blobs, (list(dict.fromkeys(shas)),))
+            return {row["sha256"]: bytes(row["data"]) for row in curs.fetchall()}

@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.response import SMTPResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,38 +133,85 @@ class MxConnection:
     async def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Reply]:
         """One transaction: the reply for each recipient.
 
-        A refused transaction leaves the session usable (aiosmtplib sends RSET), except after
-        421 (the server is closing) or a broken connection.
+        A refused transaction leaves the session usable (RSET), except after 421 (the server
+        is closing), a timeout or a broken connection.
+
+        The commands go through aiosmtplib's `execute_command`; the message itself is
+        written by `wire_data` and the protocol's `write`, not `SMTP.data`: that one runs
+        two regular expressions and three copies over every message to normalise line
+        endings that are already canonical here, about a fifth of the MTA's CPU.
         """
         self.deliveries += 1
+        client = self._client
+        timeout = self.command_timeout
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
-        options = ["SMTPUTF8"] if utf8 else []
-        try:
-            refused, response = await self._client.sendmail(
-                sender, recipients, data, mail_options=options, timeout=self.command_timeout
+        if utf8 and not client.supports_extension("smtputf8"):
+            return dict.fromkeys(
+                recipients, Reply(553, "5.6.7 The server does not support SMTPUTF8 addresses")
             )
-        except aiosmtplib.SMTPNotSupported:
-            reply = Reply(553, "5.6.7 The server does not support SMTPUTF8 addresses")
-            return dict.fromkeys(recipients, reply)
-        except ValueError as error:  # an address aiosmtplib will not put on the wire
+        payload = wire_data(data)
+        options = [b"SMTPUTF8"] if utf8 else []
+        if client.supports_extension("size"):
+            options.append(b"SIZE=%d" % len(payload))
+        replies: dict[str, Reply] = {}
+        try:
+            reply = await client.execute_command(
+                b"MAIL", _path(b"FROM", sender), *options, timeout=timeout
+            )
+            if reply.code != 250:
+                return await self._refused(recipients, reply)
+            for recipient in recipients:
+                reply = await client.execute_command(
+                    b"RCPT", _path(b"TO", recipient), timeout=timeout
+                )
+                if reply.code == 421:
+                    return await self._refused(recipients, reply, replies)
+                if reply.code not in (250, 251):
+                    replies[recipient] = Reply(reply.code, reply.message)
+            accepted = [r for r in recipients if r not in replies]
+            if not accepted:
+                return await self._refused(recipients, None, replies)
+            reply = await client.execute_command(b"DATA", timeout=timeout)
+            if reply.code != 354:
+                return await self._refused(recipients, reply, replies)
+            protocol = client.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            protocol.write(payload)
+            reply = await protocol.read_response(timeout=timeout)
+        except ValueError as error:  # a control character in an address
+            self.broken = True  # aiosmtplib refused it mid-transaction: start afresh
             return dict.fromkeys(recipients, Reply(553, f"5.1.3 Bad address: {error}"))
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            self.broken = any(r.code == 421 for r in error.recipients)
-            return {r.recipient: Reply(r.code, r.message) for r in error.recipients}
-        except aiosmtplib.SMTPResponseException as error:  # MAIL FROM or DATA refused
-            self.broken = error.code == 421
-            return dict.fromkeys(recipients, Reply(error.code, error.message))
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
             self.broken = True
             text = str(error) or type(error).__name__
             if isinstance(error, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError):
                 text = f"Timed out talking to {self.host}[{self.address}]"
-            return dict.fromkeys(recipients, Reply(None, text))
-        accepted = Reply(250, response)
-        return {
-            r: Reply(refused[r].code, refused[r].message) if r in refused else accepted
-            for r in recipients
-        }
+            return {r: replies.get(r, Reply(None, text)) for r in recipients}
+        self.broken = reply.code == 421
+        final = Reply(reply.code, reply.message)
+        return {r: replies.get(r, final) for r in recipients}
+
+    async def _refused(
+        self,
+        recipients: list[str],
+        reply: SMTPResponse | None,
+        replies: dict[str, Reply] | None = None,
+    ) -> dict[str, Reply]:
+        """The transaction ends before the data: `reply` for every recipient without one."""
+        replies = replies or {}
+        if reply is not None and reply.code == 421:
+            self.broken = True
+        else:
+            try:
+                reset = await self._client.execute_command(b"RSET", timeout=self.command_timeout)
+                self.broken = reset.code != 250
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                self.broken = True
+        if reply is None:
+            return replies
+        refusal = Reply(reply.code, reply.message)
+        return {r: replies.get(r, refusal) for r in recipients}
 
     @property
     def usable(self) -> bool:
@@ -177,3 +226,25 @@ class MxConnection:
             await self._client.quit()
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             self._client.close()
+
+
+def _path(keyword: bytes, address: str) -> bytes:
+    """`FROM:<address>` / `TO:<address>` (UTF-8 where SMTPUTF8 was negotiated)."""
+    return keyword + b":<" + address.encode() + b">"
+
+
+def wire_data(data: bytes) -> bytes:
+    """The message as it goes after DATA: CRLF line endings, dot-stuffed, with the final dot.
+
+    Messages are stored with canonical CRLF line endings, so the check is three scans in C;
+    anything else is normalised by aiosmtplib's own function.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = normalize_message_line_endings(data)
+    elif data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"

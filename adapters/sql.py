@@ -9,10 +9,13 @@ timestamp type, `{for_update}` a row lock where the database has one.
 """
 
 import re
+import sqlite3
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 from eventsourcing.sqlite import SQLiteDatastore
 
 from adapters.eventstore import PostgresEventStore, SQLiteEventStore
@@ -41,6 +44,7 @@ class SqlDatabase:
             self.datastore = SQLiteDatastore(
                 views_path(recorder.datastore.pool.db_name), lock_timeout=10
             )
+        self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def close(self) -> None:
         if self.dialect == "sqlite":
@@ -62,8 +66,47 @@ class SqlDatabase:
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Any]:
         """A cursor in a transaction; committed on success when `commit`, else rolled back."""
+        if self.dialect == "sqlite":
+            with self._sqlite_transaction(commit) as cursor:
+                yield cursor
+            return
         with self.datastore.transaction(commit=commit) as cursor:
             yield cursor
+
+    @contextmanager
+    def _sqlite_transaction(self, commit: bool) -> Iterator[Any]:
+        """As the library's SQLite transaction, but a writer takes the write lock up front.
+
+        The library begins every transaction DEFERRED: one that reads, then writes, fails at
+        once with "database is locked" if another process wrote in between (its snapshot is
+        stale, so SQLite cannot wait for the lock). BEGIN IMMEDIATE waits for the lock
+        instead. Read models can be rebuilt from the log, so their file is written with
+        `synchronous=NORMAL` (consistent, not fsynced at every commit).
+        """
+        try:
+            with self.datastore.get_connection(commit=commit) as connection:
+                cursor = connection.cursor()
+                if connection not in self._tuned:
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                    self._tuned.add(connection)
+                cursor.execute("BEGIN IMMEDIATE" if commit else "BEGIN")
+                try:
+                    yield cursor
+                except BaseException:
+                    connection.rollback()
+                    raise
+                finally:
+                    cursor.sqlite_cursor.close()
+                if commit:
+                    connection.commit()
+                else:
+                    connection.rollback()
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(error) from error
+        except sqlite3.OperationalError as error:
+            raise OperationalError(error) from error
+        except sqlite3.Error as error:
+            raise PersistenceError(error) from error
 
     def insert(
         self,

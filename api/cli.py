@@ -320,10 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiosmtpd logs every SMTP command at INFO: only worth it when debugging.
-    logging.getLogger("mail.log").setLevel(
-        logging.DEBUG if getattr(args, "log_level", "") == "debug" else logging.WARNING
-    )
+    # aiosmtpd logs every SMTP command at INFO, apscheduler every run of the MTA's tick: only
+    # worth it when debugging.
+    chatty = logging.DEBUG if getattr(args, "log_level", "") == "debug" else logging.WARNING
+    for name in ("mail.log", "apscheduler"):
+        logging.getLogger(name).setLevel(chatty)
     try:
         if args.command == "serve":
             from api.server import serve

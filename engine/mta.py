@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.aio.storage import MemoryStorage
@@ -38,6 +39,7 @@ from domain.rfc5322 import deliverable
 from domain.shaping import Shaping, SitePolicy
 from domain.submission import Body, Head
 from engine import policy
+from engine.blobs import BlobReader
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
 from projections.delivery_queue import QueuedMessage, Retry, claim, release, renew, settle
@@ -59,7 +61,11 @@ class MtaSettings:
     batch_size: int = 500
     max_in_flight: int = 2000
     lease: timedelta = timedelta(minutes=10)
-    poll_interval: float = 1.0
+    # The scheduler tick: how often a worker looks for mail that fell due (retries, and mail
+    # queued by other processes; mail queued by this process wakes it at once).
+    tick: float = 0.25
+    # After a partial batch, let the queue fill a little: fewer, larger claims.
+    claim_coalesce: float = 0.02
     connect_timeout: float = 30.0
     command_timeout: float = 600.0  # RFC 5321 §4.5.3.2: up to 10 minutes after the data
     tls: bool = True
@@ -110,9 +116,10 @@ class Mta:
         # Claimed and not yet handed to a server: leases are renewed, and given back on stop.
         self._in_flight: dict[str, QueuedMessage] = {}
         self._room = asyncio.Event()
+        self._wake = asyncio.Event()
         self._finished: list[str] = []
         self._retries: list[Retry] = []
-        self._blobs: dict[str, bytes] = {}
+        self._blobs = BlobReader(self._read_blobs)
         self._providers: dict[str, str] = {}
         self.delivered = 0  # outcomes recorded by this worker
         self.soft_bounced = 0
@@ -126,17 +133,27 @@ class Mta:
         not yet handed to a server are given back.
         """
         flusher = asyncio.create_task(self._flush_forever())
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            self._tick, "interval", seconds=self.settings.tick, coalesce=True, max_instances=1
+        )
+        scheduler.start()
+        self.runtime.on_queued(self.wake)
+        # Claim again only once there is room for a good part of a batch: claiming one
+        # message per delivery would cost a transaction each.
+        low_water = self.settings.max_in_flight - max(1, self.settings.batch_size // 4)
         try:
             while True:
-                room = self.settings.max_in_flight - len(self._in_flight)
-                if room <= 0:
+                if len(self._in_flight) > low_water:
                     self._room.clear()
                     await self._room.wait()
                     continue
+                self._wake.clear()
+                room = self.settings.max_in_flight - len(self._in_flight)
                 batch = await self._claim(min(room, self.settings.batch_size))
                 batch = [m for m in batch if m.message_id not in self._in_flight]
                 if not batch:
-                    await asyncio.sleep(self.settings.poll_interval)
+                    await self._wake.wait()
                     continue
                 by_domain: dict[str, list[QueuedMessage]] = {}
                 for message in batch:
@@ -144,8 +161,12 @@ class Mta:
                     by_domain.setdefault(message.domain, []).append(message)
                 for domain, messages in by_domain.items():
                     self._spawn(self._route(domain, messages))
+                if len(batch) < self.settings.batch_size:
+                    await asyncio.sleep(self.settings.claim_coalesce)
         finally:
             self._stopping = True
+            self.runtime.on_queued(self.wake, remove=True)
+            scheduler.shutdown(wait=False)
             flusher.cancel()
             while self._tasks:
                 for task in list(self._tasks):
@@ -158,6 +179,13 @@ class Mta:
                     await self.runtime.run(
                         release, self.runtime.store.db, self.name, list(self._in_flight)
                     )
+
+    def wake(self) -> None:
+        """Look for due mail now (called when this process has queued some)."""
+        self._wake.set()
+
+    async def _tick(self) -> None:
+        self._wake.set()
 
     async def _claim(self, limit: int) -> list[QueuedMessage]:
         try:
@@ -218,9 +246,12 @@ class Mta:
         try:
             while True:
                 try:
-                    message, route = await asyncio.wait_for(site.queue.get(), idle)
-                except TimeoutError:
-                    return
+                    message, route = site.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        message, route = await asyncio.wait_for(site.queue.get(), idle)
+                    except TimeoutError:
+                        return
                 await self._hold_back(site)
                 if connection is not None and (
                     not connection.usable
@@ -321,8 +352,8 @@ class Mta:
             await asyncio.sleep(max(0.01, stats.reset_time - self.clock().timestamp()))
 
     async def _message_bytes(self, message: QueuedMessage) -> bytes:
-        head = await self._blob(message.head)
-        body = await self._blob(message.body)
+        head = await self._blobs.get(message.head)
+        body = await self._blobs.get(message.body)
         if message.format == FORMAT_COMPOSITION:
             data = render(_HEAD.decode(head), _BODY.decode(body))
         else:
@@ -333,17 +364,8 @@ class Mta:
             data = await self.runtime.run(self.signer.sign, data, domain)
         return data
 
-    async def _blob(self, sha: str) -> bytes:
-        cached = self._blobs.get(sha)
-        if cached is not None:
-            return cached
-        data = await self.runtime.run(self.runtime.store.get_blob, sha)
-        if data is None:
-            raise StoreUnavailable(f"blob {sha} is missing")
-        if len(self._blobs) > 256:
-            self._blobs.clear()
-        self._blobs[sha] = data
-        return data
+    async def _read_blobs(self, shas: list[str]) -> dict[str, bytes]:
+        return await self.runtime.run(self.runtime.store.get_blobs, shas)
 
     def _return_path(self, message: QueuedMessage) -> str:
         domain = self.settings.return_path_domain

@@ -68,6 +68,7 @@ class Runtime:
         self._wakes: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._queued_listeners: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Start the committer (synchronous part of start-up)."""
@@ -110,6 +111,14 @@ class Runtime:
             await asyncio.sleep(0.005)
         return True
 
+    def on_queued(self, listener: Callable[[], None], *, remove: bool = False) -> None:
+        """Call `listener` on the event loop whenever this process's delivery-queue projector
+        has applied events (mail may have fallen due)."""
+        if remove:
+            self._queued_listeners.remove(listener)
+        else:
+            self._queued_listeners.append(listener)
+
     def _poke(self) -> None:
         if self._loop is not None:
             for wake in self._wakes:
@@ -131,6 +140,9 @@ class Runtime:
                 log.exception("projection %s failed; retrying in 5 s", name)
                 await asyncio.sleep(5.0)
                 continue
+            if consumed and projector is self.queue:
+                for listener in self._queued_listeners:
+                    listener()
             if consumed >= projector.batch_size:
                 continue
             if consumed:

@@ -58,7 +58,11 @@ class EventStore:
         call(self.app.save, *aggregates)
 
     def get_blob(self, sha256: str) -> bytes | None:
-        return call(self.recorder.get_blob, sha256)
+        return self.get_blobs([sha256]).get(sha256)
+
+    def get_blobs(self, shas: list[str]) -> dict[str, bytes]:
+        """The blobs found among `shas` (message heads and bodies), in one read."""
+        return call(self.recorder.get_blobs, shas)
 
     def head(self) -> int:
         """The highest notification id recorded so far."""

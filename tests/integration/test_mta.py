@@ -81,7 +81,7 @@ def deliver(
         MtaSettings(
             helo="postline.test",
             mx_port=sink.port,
-            poll_interval=0.05,
+            tick=0.05,
             connect_timeout=2,
             tls=False,
         ),

@@ -82,6 +82,21 @@ def test_answers_are_cached_by_ttl(dns_server: LocalDns) -> None:
     assert dns_server.zone.queries.count(("example.net", "MX")) == 1
 
 
+def test_a_cached_route_expires_with_its_shortest_ttl(dns_server: LocalDns) -> None:
+    dns_server.zone.ttl = 1
+    resolver = MxResolver(dns_server.nameservers, timeout=2)
+
+    async def before_and_after_a_change() -> tuple[str, str]:
+        first = await resolver.route("example.net")
+        dns_server.zone.mx["example.net"] = [(5, "mx2.example.net.")]
+        assert (await resolver.route("example.net")) is first  # still cached
+        await asyncio.sleep(1.5)
+        second = await resolver.route("example.net")
+        return first.hosts[0].host, second.hosts[0].host
+
+    assert asyncio.run(before_and_after_a_change()) == ("mx1.example.net", "mx2.example.net")
+
+
 def test_nameserver_lists() -> None:
     assert nameservers_from("127.0.0.1:5353, [::1]:53,192.0.2.53") == [
         ("127.0.0.1", 5353),
