@@ -1,6 +1,6 @@
 """Benchmarks: each scenario runs beside its peer in the same run and reports the ratio.
 
-    python bench/run.py [--scenarios api-send,api-batch,smtp-ingest]
+    python bench/run.py [--scenarios api-send,api-batch,smtp-ingest,relay-e2e]
                         [--setups postgres/1+projector,...] [--duration 10] [--smtp-messages N]
 
 Scenarios
@@ -17,11 +17,17 @@ Scenarios
              trusted-network port, a throwaway Postfix relaying to its discard transport, and
              a no-op aiosmtpd server (bench/smtp.py). Figures are messages per second.
 
+  relay-e2e  smtp-source -d (16 sessions, 10,000 messages of 5 KB) -> Postline's trusted port
+             -> MX resolved through a local DNS server -> Postfix's smtp-sink; the time until
+             the sink has every message, with DKIM off and on. Peer: a throwaway Postfix
+             relaying the same load to the same sink.
+
 Setups (`--setups`)
-  STORE/WORKERS[+projector]: sqlite or postgres; how many HTTP worker processes; `+projector`
-  runs the read models in a `postline serve --roles projector` process of its own (the
-  scale-out topology) instead of inside the HTTP process. `read_model_lag_s` says how long
-  after the load the email logs showed every stored message.
+  STORE/WORKERS[+projector][+mta]: sqlite or postgres; how many HTTP worker processes;
+  `+projector` and `+mta` run the read models and the delivery worker in `postline serve
+  --roles ROLE` processes of their own (the scale-out topology) instead of inside the HTTP
+  process. `+mta` setups only apply to relay-e2e. `read_model_lag_s` says how long after the
+  load the email logs showed every stored message.
 
 Load comes from wrk (Debian package `wrk`) in a separate process. Results are written as JSON to
 bench/results/<UTC time>.json and bench/results/latest.json. Figures drift on shared machines:
@@ -164,9 +170,9 @@ def run_wrk(
 class Server:
     """`postline serve` in its own process, on a free port.
 
-    With `split`, the HTTP process runs only the API role and a second `postline serve
-    --roles projector` process keeps the read models: the scale-out topology of the README.
-    Both processes count towards the server's CPU.
+    Each role in `split` runs in a `postline serve --roles ROLE` process of its own instead of
+    inside the HTTP process: the scale-out topology of the README. All processes count towards
+    the server's CPU.
     """
 
     def __init__(
@@ -174,7 +180,7 @@ class Server:
         database_url: str,
         data_dir: Path,
         workers: int = 1,
-        split: bool = False,
+        split: tuple[str, ...] = (),
         smtp: bool = False,
         mta_env: dict[str, str] | None = None,
     ) -> None:
@@ -198,21 +204,22 @@ class Server:
             *("--smtp-max-messages-per-connection", "0"),
             *("--smtp-max-connections-per-account", "0"),
         ]
-        roles = ["api", *(["smtp"] if smtp else []), *(["mta"] if mta_env is not None else [])]
-        roles += [] if split else ["projector"]
+        wanted = ["api", *(["smtp"] if smtp else []), *(["mta"] if mta_env is not None else [])]
+        wanted.append("projector")
+        roles = [r for r in wanted if r not in split]
+        own = [r for r in wanted if r in split]
         self.log = (data_dir / "serve.log").open("w")
         common = ["--data-dir", str(data_dir), "--log-level", "warning"]
-        self.projector = (
+        self.others = [
             subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--roles", "projector", *common],
+                [sys.executable, "-m", "api.cli", "serve", "--roles", role, *common],
                 stdout=subprocess.DEVNULL,
                 stderr=self.log,
                 env=env,
                 cwd=ROOT,
             )
-            if split
-            else None
-        )
+            for role in own
+        ]
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -254,9 +261,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its worker processes so far (Linux /proc)."""
-        pids = [self.process.pid]
-        if self.projector is not None:
-            pids.append(self.projector.pid)
+        pids = [self.process.pid, *(other.pid for other in self.others)]
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
@@ -274,9 +279,7 @@ class Server:
             return json.load(r)
 
     def stop(self) -> None:
-        for process in (self.process, self.projector):
-            if process is None:
-                continue
+        for process in (self.process, *self.others):
             process.terminate()
             try:
                 process.wait(timeout=30)
@@ -343,19 +346,24 @@ def read_model_lag(store: str, target: str, data_dir: Path, timeout: float = 120
     return round(time.monotonic() - start, 1)
 
 
-def parse_setup(value: str) -> tuple[str, int, bool]:
-    """`postgres/2+projector` -> ("postgres", 2, True): store, HTTP workers, own projector."""
+SPLIT_ROLES = ("projector", "mta")
+
+
+def parse_setup(value: str) -> tuple[str, int, tuple[str, ...]]:
+    """`postgres/2+projector+mta` -> ("postgres", 2, ("projector", "mta")): store, HTTP
+    workers, and the roles that run in processes of their own."""
     store, _, rest = value.partition("/")
-    workers, plus, extra = (rest or "1").partition("+")
+    workers, *split = (rest or "1").split("+")
     if (
         store not in ("sqlite", "postgres")
         or not workers.isdigit()
-        or extra not in ("", "projector")
+        or not set(split) <= set(SPLIT_ROLES)
+        or len(set(split)) != len(split)
     ):
         raise ValueError(
-            f"setup {value!r}: use STORE/WORKERS[+projector], e.g. postgres/1+projector"
+            f"setup {value!r}: use STORE/WORKERS[+projector][+mta], e.g. postgres/1+projector"
         )
-    return store, int(workers), bool(plus)
+    return store, int(workers), tuple(split)
 
 
 def goal_met(result: dict) -> bool | None:
@@ -418,7 +426,7 @@ def run_scenario(name: str, setup: str, seconds: float, warmup: float, work: Pat
         "store": store,
         "setup": setup,
         "workers": workers,
-        "projector_process": split,
+        "own_processes": list(split),
         "connections": spec["connections"],
         "messages_per_request": per,
         "postline": real,
@@ -509,7 +517,7 @@ def run_smtp_scenario(setup: str, work: Path, messages: int) -> dict:
         "store": store,
         "setup": setup,
         "workers": workers,
-        "projector_process": split,
+        "own_processes": list(split),
         "sessions": smtp.SESSIONS,
         "message_bytes": smtp.MESSAGE_BYTES,
         "modes": modes,
@@ -663,7 +671,10 @@ def relay_summary(r: dict) -> str:
     )
 
 
-DEFAULT_SETUPS = "sqlite/1,sqlite/2,postgres/1,postgres/1+projector,postgres/2+projector"
+DEFAULT_SETUPS = (
+    "sqlite/1,sqlite/2,postgres/1,postgres/1+projector,postgres/2+projector,"
+    "sqlite/1+projector+mta,postgres/1+projector+mta"
+)
 
 
 def main() -> int:
@@ -675,8 +686,8 @@ def main() -> int:
     parser.add_argument(
         "--setups",
         default=DEFAULT_SETUPS,
-        help="STORE/WORKERS[+projector]: store, HTTP worker processes, and whether the read "
-        "models run in a process of their own (default: %(default)s)",
+        help="STORE/WORKERS[+projector][+mta]: store, HTTP worker processes, and the roles "
+        "that run in processes of their own (default: %(default)s)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=3.0)
@@ -697,6 +708,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
         for setup in setups:
             for name in scenarios:
+                if "mta" in parse_setup(setup)[2] and name != "relay-e2e":
+                    continue  # no mail leaves in the other scenarios
                 print(f"== {name} on {setup} ...", file=sys.stderr, flush=True)
                 if name == "smtp-ingest":
                     result = run_smtp_scenario(setup, Path(tmp), args.smtp_messages)

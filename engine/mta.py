@@ -74,7 +74,8 @@ class MtaSettings:
 @dataclass(slots=True)
 class _Site:
     policy: SitePolicy
-    queue: "asyncio.Queue[tuple[QueuedMessage, Route]]" = field(default_factory=asyncio.Queue)
+    # transactions waiting for a connection: copies of one message, one per recipient
+    queue: "asyncio.Queue[tuple[list[QueuedMessage], Route]]" = field(default_factory=asyncio.Queue)
     connections: int = 0
     rate: RateLimitItem | None = None  # the policy's max_message_rate, parsed once
 
@@ -211,8 +212,12 @@ class Mta:
                 self._record_soon(message, None, reply)
             return
         site = self._site(route)
-        for message in messages:
-            site.queue.put_nowait((message, route))
+        verp = bool(self.settings.return_path_domain)
+        limit = 1 if verp else site.policy.max_recipients_per_transaction
+        if site.rate is not None:  # one transaction must fit in the rate's window
+            limit = min(limit, site.rate.amount)
+        for transaction in transactions(messages, limit):
+            site.queue.put_nowait((transaction, route))
         self._staff(site)
 
     async def _resolve(self, domain: str) -> Route:
@@ -246,13 +251,13 @@ class Mta:
         try:
             while True:
                 try:
-                    message, route = site.queue.get_nowait()
+                    batch, route = site.queue.get_nowait()
                 except asyncio.QueueEmpty:
                     try:
-                        message, route = await asyncio.wait_for(site.queue.get(), idle)
+                        batch, route = await asyncio.wait_for(site.queue.get(), idle)
                     except TimeoutError:
                         return
-                await self._hold_back(site)
+                await self._hold_back(site, len(batch))
                 if connection is not None and (
                     not connection.usable
                     or connection.deliveries >= site.policy.max_deliveries_per_connection
@@ -266,26 +271,31 @@ class Mta:
                     try:
                         connection = await self._open(route)
                     except ConnectFailed as failure:
-                        self._record_soon(message, None, failure.reply)
+                        for message in batch:
+                            self._record_soon(message, None, failure.reply)
                         self._fail_waiting(site, route, failure.reply)
                         return
+                first = batch[0]
                 try:
-                    data = await self._message_bytes(message)
+                    data = await self._message_bytes(first)
                 except StoreUnavailable as error:
-                    log.warning("cannot read message %s: %s", message.message_id, error)
-                    self._forget(message)  # its lease runs out, and it is tried again
+                    log.warning("cannot read message %s: %s", first.message_id, error)
+                    for message in batch:
+                        self._forget(message)  # its lease runs out, and it is tried again
                     continue
                 except Exception as error:  # a message we cannot render or sign
-                    log.exception("message %s cannot be sent", message.message_id)
+                    log.exception("message %s cannot be sent", first.message_id)
                     reply = Reply(554, f"5.6.0 Message cannot be sent: {error}")
-                    self._record_soon(message, None, reply)
+                    for message in batch:
+                        self._record_soon(message, None, reply)
                     continue
                 replies = await connection.send(
-                    self._return_path(message), [message.recipient], data
+                    self._return_path(first), [m.recipient for m in batch], data
                 )
-                self._forget(message)  # handed to a server: never given back, never renewed
-                # The next message goes out while this outcome is being committed.
-                self._record_soon(message, connection, replies[message.recipient])
+                for message in batch:
+                    self._forget(message)  # handed to a server: never given back, never renewed
+                    # The next transaction goes out while these outcomes are being committed.
+                    self._record_soon(message, connection, replies[message.recipient])
         finally:
             site.connections -= 1
             if connection is not None:
@@ -319,11 +329,12 @@ class Mta:
         waiting = []
         while not site.queue.empty():
             waiting.append(site.queue.get_nowait())
-        for message, other in waiting:
+        for batch, other in waiting:
             if other.hosts == route.hosts:
-                self._record_soon(message, None, reply)
+                for message in batch:
+                    self._record_soon(message, None, reply)
             else:
-                site.queue.put_nowait((message, other))
+                site.queue.put_nowait((batch, other))
 
     def _record_soon(
         self, message: QueuedMessage, connection: MxConnection | None, reply: Reply
@@ -342,12 +353,12 @@ class Mta:
         self._in_flight.pop(message.message_id, None)
         self._room.set()
 
-    async def _hold_back(self, site: _Site) -> None:
-        """Wait until the site's message rate allows one more."""
+    async def _hold_back(self, site: _Site, messages: int) -> None:
+        """Wait until the site's message rate allows `messages` more."""
         item = site.rate
         if item is None:
             return
-        while not await self._limiter.hit(item, site.policy.site):
+        while not await self._limiter.hit(item, site.policy.site, cost=messages):
             stats = await self._limiter.get_window_stats(item, site.policy.site)
             await asyncio.sleep(max(0.01, stats.reset_time - self.clock().timestamp()))
 
@@ -470,3 +481,24 @@ class Mta:
             await self.runtime.run(settle, self.runtime.store.db, finished, retries)
         except Exception as error:  # the projector will get there from the log
             log.warning("queue not settled: %s", error)
+
+
+def transactions(messages: list[QueuedMessage], limit: int) -> list[list[QueuedMessage]]:
+    """Copies of one message (same sender and content) to one domain, as SMTP transactions of
+    at most `limit` distinct recipients each; everything else goes alone."""
+    groups: dict[tuple[str, str, str, str], list[list[QueuedMessage]]] = {}
+    seen: dict[int, set[str]] = {}
+    for message in messages:
+        key = (message.sender, message.format, message.head, message.body)
+        batches = groups.setdefault(key, [])
+        for batch in batches:
+            recipients = seen[id(batch)]
+            if len(batch) < limit and message.recipient not in recipients:
+                batch.append(message)
+                recipients.add(message.recipient)
+                break
+        else:
+            batch = [message]
+            batches.append(batch)
+            seen[id(batch)] = {message.recipient}
+    return [batch for batches in groups.values() for batch in batches]

@@ -2,9 +2,11 @@
 
 import asyncio
 import email
+import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dkim
 import dns.resolver
@@ -26,6 +28,7 @@ from projections.delivery_queue import pending
 from projections.email_logs import get_message
 from tests.support.dns import LocalDns, Zone
 from tests.support.mx_sink import MxSink
+from tests.support.smtp import Certificates
 
 ORIGIN = Origin(Principal(token_id=1, account_id=1, token_name="t"), "transactional", "api", None)
 FAST_RETRIES = RetrySchedule.from_data(
@@ -56,6 +59,7 @@ def dns_server() -> Iterator[LocalDns]:
             "sink.test": [(10, "mx.sink.test.")],
             "nullmx.test": [(0, ".")],
             "refused.test": [(10, "mx.refused.test.")],
+            "other.test": [(10, "mx.sink.test.")],
         },
         a={"mx.sink.test": ["127.0.0.1"], "mx.refused.test": ["127.0.0.9"]},
     )
@@ -74,16 +78,20 @@ def deliver(
     done: int,
     signer: Signer | None = None,
     shaping: Shaping | None = None,
+    **settings: Any,
 ) -> tuple[list[str], Mta]:
     """Send one message to `recipients` and run the MTA until `done` outcomes are final."""
     mta = Mta(
         runtime,
         MtaSettings(
-            helo="postline.test",
-            mx_port=sink.port,
-            tick=0.05,
-            connect_timeout=2,
-            tls=False,
+            **{
+                "helo": "postline.test",
+                "mx_port": sink.port,
+                "tick": 0.05,
+                "connect_timeout": 2,
+                "tls": False,
+                **settings,
+            }
         ),
         resolver=MxResolver(dns_server.nameservers, timeout=2),
         schedule=FAST_RETRIES,
@@ -160,8 +168,10 @@ def test_outcomes_of_a_delivery_run(runtime: Runtime, dns_server: LocalDns, sink
         "dnsFail",
     )
 
+    # one transaction for the four copies at sink.test: only ok@ was taken the first time
+    first, retried = sink.received
+    assert (first.recipients, retried.recipients) == (["ok@sink.test"], ["greylist@sink.test"])
     taken = {r.recipients[0]: r for r in sink.received}
-    assert set(taken) == {"ok@sink.test", "greylist@sink.test"}
     message = email.message_from_bytes(taken["ok@sink.test"].data)
     assert message["Subject"] == "Your order"
     assert message["Message-ID"] == f"<{uuid.UUID(ok).hex}@example.com>"
@@ -179,6 +189,39 @@ def test_unreachable_hosts_soft_bounce_then_bounce(
     assert events == ["sending", "soft_bounce", "soft_bounce", "bounce"]
     assert details["bounce_category"] == "transientfail"
     assert "Connection refused" in details["email_service_provider_response"]
+
+
+def test_a_server_that_stalls_times_out_softly_then_bounces(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    sink.script.stall_seconds = 5
+    ids, _ = deliver(runtime, dns_server, sink, ["stall@sink.test"], done=1, command_timeout=0.5)
+    status, events, details = history(runtime, ids[0])
+    assert (status, events) == (
+        "not_delivered",
+        ["sending", "soft_bounce", "soft_bounce", "bounce"],
+    )
+    assert (
+        "Timed out talking to mx.sink.test[127.0.0.1]"
+        in (details["email_service_provider_response"])
+    )
+    assert details["bounce_category"] == "timeout"
+
+
+def test_starttls_is_used_when_offered(
+    runtime: Runtime, dns_server: LocalDns, tmp_path: Path
+) -> None:
+    certificates = Certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+    tls_sink = MxSink(tls=context)
+    try:
+        ids, _ = deliver(runtime, dns_server, tls_sink, ["ok@sink.test"], done=1, tls=True)
+        (received,) = tls_sink.received
+    finally:
+        tls_sink.stop()
+    assert received.tls
+    assert history(runtime, ids[0])[0] == "delivered"
 
 
 def test_messages_are_dkim_signed_and_verify_at_the_sink(
@@ -207,8 +250,35 @@ def test_a_message_rate_holds_mail_back_and_drops_none(
     slow = Shaping({"default": {"max_message_rate": "2/s"}}, shipped("shaping"))
     recipients = [f"ok{n}@sink.test" for n in range(5)]
     deliver(runtime, dns_server, sink, recipients, done=5, shaping=slow)
-    assert sorted(r.recipients[0] for r in sink.received) == recipients
-    times = sorted(r.at for r in sink.received)
-    # at most 2 in any second: the 3rd and 5th waited for the window to move on
-    assert times[2] - times[0] >= 0.9
-    assert times[4] - times[2] >= 0.9
+    taken = sorted(sink.received, key=lambda r: r.at)
+    assert sorted(r for t in taken for r in t.recipients) == recipients
+    # at most 2 in any second: transactions of two, two and one, each waiting for the window
+    assert sorted(len(t.recipients) for t in taken) == [1, 2, 2]
+    assert taken[1].at - taken[0].at >= 0.9
+    assert taken[2].at - taken[1].at >= 0.9
+
+
+def test_copies_to_one_domain_share_a_transaction(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    recipients = ["ok1@sink.test", "ok2@sink.test", "ok@other.test", "ok3@sink.test"]
+    ids, _ = deliver(runtime, dns_server, sink, recipients, done=4)
+    assert sorted(r.recipients for r in sink.received) == [
+        ["ok1@sink.test", "ok2@sink.test", "ok3@sink.test"],
+        ["ok@other.test"],
+    ]
+    assert all(history(runtime, i)[0] == "delivered" for i in ids)
+
+
+def test_verp_gives_each_copy_its_own_return_path(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    recipients = ["ok1@sink.test", "ok2@sink.test"]
+    ids, _ = deliver(
+        runtime, dns_server, sink, recipients, done=2, return_path_domain="rp.example.com"
+    )
+    senders = {r.recipients[0]: r.sender for r in sink.received}
+    assert senders == {
+        recipient: f"bounces+{uuid.UUID(i).hex}@rp.example.com"
+        for recipient, i in zip(recipients, ids, strict=True)
+    }

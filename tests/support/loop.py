@@ -25,6 +25,11 @@ class BackgroundLoop:
             for server in servers:
                 server.close()
             await asyncio.sleep(0.05)  # connection_lost callbacks of closed transports
+            # handlers still running (a sink told to stall): cancelled, not left to warn
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         self.run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)

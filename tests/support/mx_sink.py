@@ -2,11 +2,13 @@
 
 The recipient's local part says what the sink does: `ok...` takes the mail; `greylist...`
 answers 451 the first time and takes it the second; `unknown...` 550 5.1.1; `full...` 552
-5.2.2; `later...` always 451. Everything taken is kept in `.received`.
+5.2.2; `later...` always 451; `stall...` does not answer for `stall_seconds`. Everything taken
+is kept in `.received`. With a TLS context the sink offers STARTTLS.
 """
 
 import asyncio
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ class Received:
 class _Script:
     received: list[Received] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    stall_seconds: float = 30.0
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -39,6 +42,8 @@ class _Script:
             return "552 5.2.2 Mailbox full"
         if local.startswith("later"):
             return "451 4.3.0 Try again later"
+        if local.startswith("stall"):
+            await asyncio.sleep(self.stall_seconds)
         if local.startswith("greylist") and address not in self.seen:
             self.seen.add(address)
             return "451 4.7.1 Greylisted, please try again later"
@@ -60,7 +65,9 @@ class _Script:
 class MxSink:
     """The sink on 127.0.0.1, an ephemeral port; `.port`, `.received`; stop with `.stop()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.script = _Script()
         self._loop = BackgroundLoop()
         sock = socket.create_server((host, port))
@@ -69,7 +76,7 @@ class MxSink:
         async def start() -> asyncio.Server:
             loop = asyncio.get_running_loop()
             return await loop.create_server(
-                lambda: SMTP(self.script, hostname="mx.sink.test"), sock=sock
+                lambda: SMTP(self.script, hostname="mx.sink.test", tls_context=tls), sock=sock
             )
 
         self.server = self._loop.run(start())
