@@ -151,5 +151,6 @@ class PostgresEventStore(PostgresApplicationRecorder):
     def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
         """The blobs found among `shas`, read with one statement."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._select_blobs, (list(dict.fromkeys(shas)),))
+            # binary results: bytea as it is stored, not hex text to decode
+            curs.execute(self._select_blobs, (list(dict.fromkeys(shas)),), binary=True)
             return {row["sha256"]: bytes(row["data"]) for row in curs.fetchall()}

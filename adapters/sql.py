@@ -135,10 +135,33 @@ class SqlDatabase:
         )
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
-    def execute_many(self, cursor: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run a statement (written with `?` and `{markers}`) once per row."""
-        if rows:
-            cursor.executemany(self.prepare(statement), rows)
+    def execute_each(
+        self,
+        cursor: Any,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[tuple[str, str]],
+        *,
+        sqlite: str,
+        postgres: str,
+    ) -> None:
+        """Apply a statement to each row, in one statement on PostgreSQL.
+
+        SQLite runs `sqlite` (one `?` per column, in order) once per row, in process.
+        PostgreSQL runs `postgres` once, where `{rows}` stands for the rows as a table `v` with
+        `columns` (`(name, SQL type)` pairs), sent as typed arrays: one round trip and one plan
+        instead of one per row.
+        """
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            cursor.executemany(self.prepare(sqlite), rows)
+            return
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
+        names = ", ".join(name for name, _ in columns)
+        statement = self.prepare(postgres.replace("{rows}", "__rows__")).replace(
+            "__rows__", f"unnest({arrays}) AS v({names})"
+        )
+        cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
     def update(
         self, cursor: Any, table: str, key: str, column: str, pairs: Sequence[tuple[Any, Any]]

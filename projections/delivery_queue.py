@@ -127,19 +127,17 @@ class DeliveryQueue:
             else:  # Delivered, Bounced
                 done.append((message_id,))
         db.insert(cursor, "delivery_queue", QUEUE_COLUMNS, accepted, "ON CONFLICT DO NOTHING")
-        db.execute_many(
+        db.execute_each(
             cursor,
-            "UPDATE {delivery_queue} SET due_at = ?, version = ? "
-            "WHERE message_id = ? AND due_at IS NULL",
             due,
+            (("due_at", "timestamptz"), ("version", "bigint"), ("message_id", "text")),
+            sqlite="UPDATE {delivery_queue} SET due_at = ?, version = ? "
+            "WHERE message_id = ? AND due_at IS NULL",
+            postgres="UPDATE {delivery_queue} AS q SET due_at = v.due_at, version = v.version "
+            "FROM {rows} WHERE q.message_id = v.message_id AND q.due_at IS NULL",
         )
-        db.execute_many(
-            cursor,
-            "UPDATE {delivery_queue} SET due_at = ?, attempts = ?, version = ?, "
-            "lease_until = NULL, leased_by = NULL WHERE message_id = ? AND version < ?",
-            retries,
-        )
-        db.execute_many(cursor, "DELETE FROM {delivery_queue} WHERE message_id = ?", done)
+        _reschedule(db, cursor, retries)
+        _remove(db, cursor, done)
 
 
 CLAIM_POSTGRES = (
@@ -172,13 +170,10 @@ def settle(db: SqlDatabase, finished: list[str], retries: list[Retry]) -> None:
     """What a worker knows before the projector does: delivered or bounced messages leave the
     queue, soft-bounced ones wait until their next attempt (`(id, due, attempts, version)`)."""
     with db.transaction() as cursor:
-        db.execute_many(
-            cursor, "DELETE FROM {delivery_queue} WHERE message_id = ?", [(m,) for m in finished]
-        )
-        db.execute_many(
+        _remove(db, cursor, [(m,) for m in finished])
+        _reschedule(
+            db,
             cursor,
-            "UPDATE {delivery_queue} SET due_at = ?, attempts = ?, version = ?, "
-            "lease_until = NULL, leased_by = NULL WHERE message_id = ? AND version < ?",
             [
                 (stored_time(due), attempts, version, m, version)
                 for m, due, attempts, version in retries
@@ -186,14 +181,48 @@ def settle(db: SqlDatabase, finished: list[str], retries: list[Retry]) -> None:
         )
 
 
+def _remove(db: SqlDatabase, cursor: Any, rows: list[tuple[str]]) -> None:
+    """Delivered or bounced: `(message_id,)` rows leave the queue."""
+    db.execute_each(
+        cursor,
+        rows,
+        (("message_id", "text"),),
+        sqlite="DELETE FROM {delivery_queue} WHERE message_id = ?",
+        postgres="DELETE FROM {delivery_queue} AS q USING {rows} WHERE q.message_id = v.message_id",
+    )
+
+
+def _reschedule(db: SqlDatabase, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Soft-bounced: `(due, attempts, version, message_id, version)` rows wait, unleased, for
+    their next attempt, unless the row already reflects a later event."""
+    db.execute_each(
+        cursor,
+        [row[:4] for row in rows] if db.dialect == "postgres" else rows,
+        (
+            ("due_at", "timestamptz"),
+            ("attempts", "integer"),
+            ("version", "bigint"),
+            ("message_id", "text"),
+        ),
+        sqlite="UPDATE {delivery_queue} SET due_at = ?, attempts = ?, version = ?, "
+        "lease_until = NULL, leased_by = NULL WHERE message_id = ? AND version < ?",
+        postgres="UPDATE {delivery_queue} AS q SET due_at = v.due_at, attempts = v.attempts, "
+        "version = v.version, lease_until = NULL, leased_by = NULL FROM {rows} "
+        "WHERE q.message_id = v.message_id AND q.version < v.version",
+    )
+
+
 def release(db: SqlDatabase, worker: str, message_ids: list[str]) -> None:
     """Give `worker`'s leases back without an outcome (shutting down): due again at once."""
     with db.transaction() as cursor:
-        db.execute_many(
+        db.execute_each(
             cursor,
-            "UPDATE {delivery_queue} SET lease_until = NULL, leased_by = NULL "
-            "WHERE message_id = ? AND leased_by = ?",
             [(m, worker) for m in message_ids],
+            (("message_id", "text"), ("worker", "text")),
+            sqlite="UPDATE {delivery_queue} SET lease_until = NULL, leased_by = NULL "
+            "WHERE message_id = ? AND leased_by = ?",
+            postgres="UPDATE {delivery_queue} AS q SET lease_until = NULL, leased_by = NULL "
+            "FROM {rows} WHERE q.message_id = v.message_id AND q.leased_by = v.worker",
         )
 
 
@@ -201,11 +230,16 @@ def renew(
     db: SqlDatabase, worker: str, message_ids: list[str], now: datetime, lease: timedelta
 ) -> None:
     """Extend `worker`'s leases on messages it still holds (waiting for a connection or a rate)."""
+    until = stored_time(now + lease)
     with db.transaction() as cursor:
-        db.execute_many(
+        db.execute_each(
             cursor,
-            "UPDATE {delivery_queue} SET lease_until = ? WHERE message_id = ? AND leased_by = ?",
-            [(stored_time(now + lease), m, worker) for m in message_ids],
+            [(until, m, worker) for m in message_ids],
+            (("lease_until", "timestamptz"), ("message_id", "text"), ("worker", "text")),
+            sqlite="UPDATE {delivery_queue} SET lease_until = ? "
+            "WHERE message_id = ? AND leased_by = ?",
+            postgres="UPDATE {delivery_queue} AS q SET lease_until = v.lease_until FROM {rows} "
+            "WHERE q.message_id = v.message_id AND q.leased_by = v.worker",
         )
 
 
