@@ -136,7 +136,12 @@ class Mta:
         flusher = asyncio.create_task(self._flush_forever())
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
-            self._tick, "interval", seconds=self.settings.tick, coalesce=True, max_instances=1
+            self._tick,
+            "interval",
+            seconds=self.settings.tick,
+            coalesce=True,  # a late tick runs once, never in a burst
+            max_instances=1,
+            misfire_grace_time=None,
         )
         scheduler.start()
         self.runtime.on_queued(self.wake)
