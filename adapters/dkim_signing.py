@@ -174,6 +174,10 @@ class Signer:
     def __bool__(self) -> bool:
         return bool(self._keys)
 
+    def with_keys(self, more: list[SigningKey]) -> "Signer":
+        """These keys and `more` (a domain listed in both signs with both)."""
+        return Signer([key for keys in self._keys.values() for key in keys] + more)
+
     def keys_for(self, domain: str) -> list[SigningKey]:
         """The keys of `domain`, or of its nearest parent that has any."""
         labels = domain.lower().rstrip(".").split(".")

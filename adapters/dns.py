@@ -72,16 +72,8 @@ class MxResolver:
     def __init__(
         self, nameservers: list[tuple[str, int]] | None = None, timeout: float = 10.0
     ) -> None:
-        configured = nameservers
-        if configured is None and os.environ.get(NAMESERVERS_ENV):
-            configured = nameservers_from(os.environ[NAMESERVERS_ENV])
-        resolver = dns.asyncresolver.Resolver(configure=configured is None)
-        if configured is not None:
-            resolver.nameservers = [address for address, _ in configured]
-            resolver.nameserver_ports = {address: port for address, port in configured}
-        resolver.lifetime = timeout
-        resolver.cache = dns.resolver.Cache()
-        self._resolver = resolver
+        self._resolver = _resolver(nameservers, timeout)
+        self._resolver.cache = dns.resolver.Cache()
         self._routes: dict[str, tuple[float, Route]] = {}
 
     async def route(self, domain: str) -> Route:
@@ -147,3 +139,44 @@ class MxResolver:
         if failure is not None and not addresses:
             raise RouteError(failure, code=None)
         return tuple(addresses)
+
+
+class LookupFailed(Exception):
+    """A DNS lookup that did not get an answer (timeout, SERVFAIL...): try again later."""
+
+
+class RecordLookup:
+    """TXT and CNAME answers for checking a domain's records: never cached, so that a record
+    just published (or removed) is seen at once."""
+
+    def __init__(
+        self, nameservers: list[tuple[str, int]] | None = None, timeout: float = 5.0
+    ) -> None:
+        self._resolver = _resolver(nameservers, timeout)
+
+    async def values(self, name: str, kind: str) -> list[str]:
+        """The TXT strings (each record's strings joined) or CNAME targets at `name`."""
+        try:
+            answer = await self._resolver.resolve(name, kind)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as error:
+            raise LookupFailed(f"DNS lookup of {name} {kind} failed: {error}") from None
+        if kind == "TXT":
+            return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
+        return [str(record.target).rstrip(".").lower() for record in answer]
+
+
+def _resolver(
+    nameservers: list[tuple[str, int]] | None, timeout: float
+) -> dns.asyncresolver.Resolver:
+    """A resolver on `nameservers`, else `POSTLINE_DNS_NAMESERVERS`, else resolv.conf."""
+    configured = nameservers
+    if configured is None and os.environ.get(NAMESERVERS_ENV):
+        configured = nameservers_from(os.environ[NAMESERVERS_ENV])
+    resolver = dns.asyncresolver.Resolver(configure=configured is None)
+    if configured is not None:
+        resolver.nameservers = [address for address, _ in configured]
+        resolver.nameserver_ports = {address: port for address, port in configured}
+    resolver.lifetime = timeout
+    return resolver

@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _open(args: argparse.Namespace) -> tuple[Runtime, Path]:
     folder = data_dir(args.data_dir)
     url = store_url(args.database_url, folder)
-    return Runtime(url), folder
+    return Runtime(url, data_dir=folder), folder
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

@@ -55,12 +55,12 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _open_runtime(url: StoreUrl, wait: float, *, projections: bool = True) -> Runtime:
+def _open_runtime(url: StoreUrl, wait: float, folder: Path, *, projections: bool = True) -> Runtime:
     deadline = time.monotonic() + wait
     delay = 0.5
     while True:
         try:
-            runtime = Runtime(url, projections=projections)
+            runtime = Runtime(url, projections=projections, data_dir=folder)
             runtime.start()
         except StoreUnavailable as error:
             if time.monotonic() + delay > deadline:
@@ -164,7 +164,7 @@ def serve(args: argparse.Namespace) -> int:
             print(f"postline: {error}", file=sys.stderr)
             return 2
     url = store_url(args.database_url, folder)
-    runtime = _open_runtime(url, args.wait_for_database, projections="projector" in roles)
+    runtime = _open_runtime(url, args.wait_for_database, folder, projections="projector" in roles)
     listeners = _Listeners(delivery=delivery)
     try:
         credentials = bootstrap(runtime.store, folder) if args.bootstrap else None
@@ -337,7 +337,9 @@ def _worker(
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_DFL)
     try:
-        runtime = _open_runtime(url, args.wait_for_database, projections=projections)
+        runtime = _open_runtime(
+            url, args.wait_for_database, data_dir(args.data_dir), projections=projections
+        )
     except StoreUnavailable as error:
         log.error("worker cannot open the store: %s", error)
         return 3

@@ -163,7 +163,7 @@ class Authenticator:
 
     def _lookup(self, digest: str) -> Principal | None:
         key = self._store.get(key_id(TOKEN_KEY_SPACE, digest))
-        if key is None:
+        if key is None or key.owner is None:
             return None
         token = self._store.get(key.owner)
         if not isinstance(token, ApiToken) or token.revoked or token.digest != digest:

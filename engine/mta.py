@@ -40,6 +40,7 @@ from domain.shaping import Shaping, SitePolicy
 from domain.submission import Body, Head
 from engine import policy
 from engine.blobs import BlobReader
+from engine.domains import signing_keys
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
 from projections.delivery_queue import QueuedMessage, Retry, claim, release, renew, settle
@@ -66,6 +67,7 @@ class MtaSettings:
     tick: float = 0.25
     # After a partial batch, let the queue fill a little: fewer, larger claims.
     claim_coalesce: float = 0.02
+    key_refresh: float = 60.0  # how often the verified domains' DKIM keys are reloaded
     connect_timeout: float = 30.0
     command_timeout: float = 600.0  # RFC 5321 §4.5.3.2: up to 10 minutes after the data
     tls: bool = True
@@ -106,7 +108,9 @@ class Mta:
         self.shaping = shaping or policy.shaping()
         self.rules = rules or policy.bounce_rules()
         self.schedule = schedule or policy.retry_schedule()
-        self.signer = signer if signer is not None else policy.dkim_signer()
+        # keys from POSTLINE_DKIM_KEYS (or given), joined by the verified domains' own keys
+        self._configured_signer = signer if signer is not None else policy.dkim_signer()
+        self.signer = self._configured_signer
         self.clock = clock
         self.name = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._sites: dict[str, _Site] = {}
@@ -143,7 +147,16 @@ class Mta:
             max_instances=1,
             misfire_grace_time=None,
         )
+        scheduler.add_job(
+            self.refresh_keys,
+            "interval",
+            seconds=self.settings.key_refresh,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
         scheduler.start()
+        await self.refresh_keys()
         self.runtime.on_queued(self.wake)
         # Claim again only once there is room for a good part of a batch: claiming one
         # message per delivery would cost a transaction each.
@@ -185,6 +198,15 @@ class Mta:
                     await self.runtime.run(
                         release, self.runtime.store.db, self.name, list(self._in_flight)
                     )
+
+    async def refresh_keys(self) -> None:
+        """Sign with the DKIM keys of the sending domains verified now."""
+        try:
+            keys = await self.runtime.run(signing_keys, self.runtime.store.db, self.runtime.secrets)
+        except Exception as error:  # keep signing with the keys we have
+            log.warning("DKIM keys of sending domains not loaded: %s", error)
+            return
+        self.signer = self._configured_signer.with_keys(keys)
 
     def wake(self) -> None:
         """Look for due mail now (called when this process has queued some)."""

@@ -6,21 +6,27 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import PersistenceError
 
 from adapters.database import StoreUrl, schema_lock
+from adapters.secrets import SecretBox, secret_box
 from domain.limits import DEFAULT_LIMITS, SendLimits
+from engine import settings
 from engine.accept import Acceptor
 from engine.accounts import Authenticator
 from engine.committer import GroupCommitter
 from engine.dispatch import Dispatch
+from engine.domain_checks import DomainChecker
+from engine.domains import DomainConfig
 from engine.errors import StoreUnavailable
 from engine.store import EventStore
 from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
 from projections.runner import Projector
+from projections.sending_domains import SendingDomains
 
 log = logging.getLogger("postline.runtime")
 
@@ -33,6 +39,7 @@ PROJECTION_POLL_SECONDS = 0.1
 # transactions cost far less than one per commit under load.
 PROJECTION_COALESCE_SECONDS = 0.05
 READ_YOUR_WRITES_TIMEOUT = 2.0
+DOMAIN_CHECK_SECONDS = 3600.0  # spec §6.2: every domain's records are re-checked hourly
 
 
 class Runtime:
@@ -45,6 +52,9 @@ class Runtime:
         limits: SendLimits = DEFAULT_LIMITS,
         io_threads: int = 8,
         projections: bool = True,
+        data_dir: Path | None = None,
+        domain_config: DomainConfig | None = None,
+        domain_check_interval: float = DOMAIN_CHECK_SECONDS,
     ) -> None:
         try:
             with schema_lock(url):
@@ -52,8 +62,9 @@ class Runtime:
                 self.committer = GroupCommitter(self.store)
                 self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
                 self.queue = Projector(self.store.app, self.store.db, DeliveryQueue())
+                self.domains = Projector(self.store.app, self.store.db, SendingDomains())
                 # Read models: dropped and rebuilt by `postline replay`.
-                self.projectors = [self.email_logs, self.queue]
+                self.projectors = [self.email_logs, self.queue, self.domains]
                 # Processes follow the log too, but write events: never replayed.
                 self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
                 for projector in [*self.projectors, self.dispatcher]:
@@ -64,6 +75,11 @@ class Runtime:
         self.acceptor = Acceptor(self.committer, limits)
         self.limits = limits
         self.runs_projections = projections
+        self.data_dir = data_dir or settings.data_dir(None)
+        self.domain_config = domain_config or settings.domain_config()
+        self.domain_check_interval = domain_check_interval
+        self._secrets: SecretBox | None = None
+        self.domain_checker = DomainChecker(self)
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
         self._wakes: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,8 +99,18 @@ class Runtime:
             wake = asyncio.Event()
             self._wakes.append(wake)
             self._tasks.append(asyncio.create_task(self._follow(projector, wake)))
+        if self.runs_projections and self.domain_check_interval:
+            self.domain_checker.start(self.domain_check_interval)
+
+    @property
+    def secrets(self) -> SecretBox:
+        """The installation's box for DKIM private keys (see adapters.secrets)."""
+        if self._secrets is None:
+            self._secrets = secret_box(self.data_dir)
+        return self._secrets
 
     async def stop_background(self) -> None:
+        self.domain_checker.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,11 +1,14 @@
 """Where Postline keeps its data: resolve the store URL and the data folder."""
 
 import os
+import socket
 from pathlib import Path
 
 from adapters.database import InvalidDatabaseUrl, StoreUrl, parse_url
+from domain.dns_records import DnsSettings
+from engine.domains import DomainConfig
 
-__all__ = ["InvalidDatabaseUrl", "StoreUrl", "data_dir", "store_url"]
+__all__ = ["InvalidDatabaseUrl", "StoreUrl", "data_dir", "domain_config", "store_url"]
 
 
 def data_dir(given: str | None) -> Path:
@@ -17,3 +20,21 @@ def store_url(given: str | None, data: Path) -> StoreUrl:
     """`--database-url`, else POSTLINE_DATABASE_URL, else SQLite in the data folder."""
     url = given or os.environ.get("POSTLINE_DATABASE_URL") or f"sqlite:///{data / 'postline.db'}"
     return parse_url(url)
+
+
+def domain_config() -> DomainConfig:
+    """How sending domains are set up, from the environment.
+
+    `POSTLINE_SPF_MECHANISM` (default `a:<this host's name>`) is what each domain's SPF record
+    must include; `POSTLINE_RETURN_PATH_DOMAIN` and `POSTLINE_TRACKING_HOST` add the optional
+    return-path and click-tracking CNAMEs; `POSTLINE_DKIM_ALGORITHM` is rsa or ed25519.
+    """
+    spf = os.environ.get("POSTLINE_SPF_MECHANISM") or f"a:{socket.getfqdn()}"
+    return DomainConfig(
+        dns=DnsSettings(
+            spf_mechanism=spf,
+            return_path_host=os.environ.get("POSTLINE_RETURN_PATH_DOMAIN") or None,
+            tracking_host=os.environ.get("POSTLINE_TRACKING_HOST") or None,
+        ),
+        dkim_algorithm=os.environ.get("POSTLINE_DKIM_ALGORITHM", "rsa"),
+    )

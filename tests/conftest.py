@@ -53,7 +53,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    rt = Runtime(resolve_store(database_url, tmp_path))
+    rt = Runtime(resolve_store(database_url, tmp_path), data_dir=tmp_path)
     rt.start()
     try:
         yield rt

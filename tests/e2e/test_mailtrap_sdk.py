@@ -9,6 +9,8 @@ import mailtrap as mt
 import mailtrap.client
 import pytest
 import trustme
+from mailtrap.exceptions import APIError
+from mailtrap.models.sending_domains import CreateSendingDomainParams, UpdateSendingDomainParams
 
 from tests.support.process import Serve, postline
 
@@ -126,3 +128,35 @@ def test_sdk_sees_the_api_errors(https_server: tuple[Serve, str, str]) -> None:
     else:
         pytest.fail("an unknown token was accepted")
     assert errors == ["Unauthorized"]
+
+
+def test_sending_domains_through_the_sdk(https_server: tuple[Serve, str, str]) -> None:
+    _, token, account_id = https_server
+    domains = mt.MailtrapClient(token=token, account_id=account_id).sending_domains_api
+    api = domains.sending_domains
+
+    created = api.create(CreateSendingDomainParams(domain_name="example.org"))
+    assert (created.domain_name, created.dns_verified, created.compliance_status) == (
+        "example.org",
+        False,
+        "initial",
+    )
+    assert [(r.key, r.type, r.status) for r in created.dns_records][:2] == [
+        ("verification", "TXT", "unchecked"),
+        ("spf", "TXT", "unchecked"),
+    ]
+    assert [d.id for d in api.get_list()] == [created.id]
+    assert api.get_by_id(created.id).dns_records == created.dns_records
+
+    updated = api.update(created.id, UpdateSendingDomainParams(open_tracking_enabled=True))
+    assert (updated.open_tracking_enabled, updated.click_tracking_enabled) == (True, False)
+
+    with pytest.raises(APIError) as refused:
+        api.create(CreateSendingDomainParams(domain_name="example.org"))
+    assert refused.value.status == 422
+
+    api.delete(created.id)
+    assert api.get_list() == []
+    with pytest.raises(APIError) as gone:
+        api.get_by_id(created.id)
+    assert gone.value.status == 404

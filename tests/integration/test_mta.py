@@ -4,7 +4,7 @@ import asyncio
 import email
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +14,20 @@ import msgspec
 import pytest
 
 from adapters.dkim_signing import Signer, load_key
-from adapters.dns import MxResolver
+from adapters.dns import MxResolver, RecordLookup
 from domain.retry import RetrySchedule
 from domain.shaping import Shaping
 from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal
 from engine.dkim_keys import create_key
+from engine.domains import add_domain, expected
 from engine.mta import Mta, MtaSettings
 from engine.policy import shipped
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
+from projections.sending_domains import find_domain
 from tests.support.dns import LocalDns, Zone
 from tests.support.mx_sink import MxSink
 from tests.support.smtp import Certificates
@@ -125,6 +127,19 @@ def deliver(
             await runtime.stop_background()
 
     return asyncio.run(main()), mta
+
+
+def txt_from(dns_server: LocalDns) -> Callable[..., bytes | None]:
+    """dkimpy's DNS function, asking the test DNS server."""
+
+    def txt(name: bytes, timeout: int = 5) -> bytes | None:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.nameserver_ports = {"127.0.0.1": dns_server.port}
+        answer = resolver.resolve(name.decode(), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return txt
 
 
 def history(runtime: Runtime, message_id: str) -> tuple[str, list[str], dict]:
@@ -234,14 +249,30 @@ def test_messages_are_dkim_signed_and_verify_at_the_sink(
     (received,) = sink.received
     assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
 
-    def txt(name: bytes, timeout: int = 5) -> bytes | None:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = ["127.0.0.1"]
-        resolver.nameserver_ports = {"127.0.0.1": dns_server.port}
-        answer = resolver.resolve(name.decode(), "TXT")
-        return b"".join(b"".join(r.strings) for r in answer)
+    assert dkim.verify(received.data, dnsfunc=txt_from(dns_server))
 
-    assert dkim.verify(received.data, dnsfunc=txt)
+
+def test_a_verified_sending_domain_signs_with_its_own_key(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, account: tuple[int, str]
+) -> None:
+    account_id, _ = account
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, "example.com"
+    )
+    runtime.domains.catch_up()
+    row = find_domain(runtime.store.db, account_id, domain_id)
+    assert row is not None
+    for record in expected(row, runtime.domain_config):
+        dns_server.zone.txt[record.domain] = record.value
+    asyncio.run(runtime.domain_checker.check(account_id, domain_id))
+    runtime.domains.catch_up()
+
+    deliver(runtime, dns_server, sink, ["ok@sink.test"], done=1)
+    (received,) = sink.received
+    assert b"d=example.com;" in received.data.split(b"\r\n\r\n")[0]
+    assert b"s=pl1;" in received.data.split(b"\r\n\r\n")[0]
+    assert dkim.verify(received.data, dnsfunc=txt_from(dns_server))
 
 
 def test_a_message_rate_holds_mail_back_and_drops_none(

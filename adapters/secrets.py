@@ -1,0 +1,61 @@
+"""Secrets Postline must keep but cannot hash (DKIM private keys), sealed with Fernet.
+
+The sealing key is `POSTLINE_SECRET_KEY` (a Fernet key: 32 url-safe base64 bytes) or, when it
+is not set, `secret.key` in the data folder, created on first use with mode 0600. Every process
+of an installation needs the same key: on several hosts, set the variable.
+"""
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+SECRET_KEY_ENV = "POSTLINE_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name
+
+
+class SecretError(ValueError):
+    """A sealing key that cannot be used, or a sealed value it cannot open."""
+
+
+class SecretBox:
+    """Seal and open small secrets."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as error:
+            raise SecretError(f"{SECRET_KEY_ENV} is not a Fernet key: {error}") from None
+
+    def seal(self, secret: bytes) -> str:
+        return self._fernet.encrypt(secret).decode("ascii")
+
+    def open(self, sealed: str) -> bytes:
+        try:
+            return self._fernet.decrypt(sealed.encode("ascii"))
+        except InvalidToken:
+            raise SecretError(
+                "a sealed secret does not open with this installation's key "
+                f"({SECRET_KEY_ENV} or {SECRET_KEY_FILE} differs from the one that sealed it)"
+            ) from None
+
+
+def secret_box(data_dir: Path) -> SecretBox:
+    """The installation's box: from the environment, else the data folder's key file."""
+    configured = os.environ.get(SECRET_KEY_ENV)
+    if configured:
+        return SecretBox(configured.encode("ascii"))
+    path = data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        draft = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(Fernet.generate_key())
+        try:
+            os.link(draft, path)  # appears whole, or not at all if another process won
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return SecretBox(path.read_bytes().strip())

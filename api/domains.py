@@ -1,0 +1,147 @@
+"""Sending domains on the paths the official SDK calls (`/api/accounts/{id}/sending_domains`).
+
+Create, list, get, update settings, delete, and `POST .../{id}/verify` to check the DNS records
+now (they are also checked every hour). Another account's domains answer 404.
+"""
+
+from typing import Any
+
+from litestar import Request, Response, delete, get, patch, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+
+from api.auth import authenticate
+from api.body import read_json
+from api.errors import BadRequest
+from engine.domains import (
+    DomainRefused,
+    NoSuchDomain,
+    add_domain,
+    change_settings,
+    delete_domain,
+    domain_view,
+)
+from engine.runtime import Runtime
+from projections.sending_domains import find_domain, list_domains
+
+TAGS = ["Sending domains"]
+PATH = "/api/accounts/{account_id:int}/sending_domains"
+
+
+async def _account(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
+    principal = await authenticate(request)
+    if account_id != principal.account_id:
+        raise NotFoundException
+    return request.app.state.runtime, principal.account_id
+
+
+def _fields(data: Any) -> dict[str, Any]:
+    """The domain object of a request body: `{"sending_domain": {...}}` (the SDK's form) or
+    `{"domain": {...}}` (the newer API's)."""
+    if isinstance(data, dict):
+        inner = data.get("sending_domain", data.get("domain"))
+        if isinstance(inner, dict):
+            return inner
+    raise BadRequest(['the body must be {"sending_domain": {...}}'], 422)
+
+
+async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
+    await runtime.read_your_writes(runtime.domains)
+    row = await runtime.run(find_domain, runtime.store.db, account_id, domain_id)
+    if row is None:
+        raise NotFoundException
+    return domain_view(row, runtime.domain_config)
+
+
+@get(PATH, tags=TAGS, summary="The account's sending domains and their DNS status")
+async def list_sending_domains(
+    request: Request[Any, Any, Any], account_id: FromPath[int]
+) -> dict[str, Any]:
+    runtime, account = await _account(request, account_id)
+    await runtime.read_your_writes(runtime.domains)
+    rows = await runtime.run(list_domains, runtime.store.db, account)
+    return {"data": [domain_view(row, runtime.domain_config) for row in rows]}
+
+
+@post(PATH, tags=TAGS, summary="Add a sending domain", status_code=200)
+async def create_sending_domain(
+    request: Request[Any, Any, Any], account_id: FromPath[int]
+) -> dict[str, Any]:
+    runtime, account = await _account(request, account_id)
+    name = _fields(await read_json(request, dict)).get("domain_name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(["domain_name is required"], 422)
+    try:
+        domain_id = await runtime.run(
+            add_domain, runtime.store, runtime.secrets, runtime.domain_config, account, name
+        )
+    except DomainRefused as error:
+        raise BadRequest([str(error)], 422) from None
+    return await _view(runtime, account, domain_id)
+
+
+@get(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="One sending domain and its DNS records")
+async def get_sending_domain(
+    request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
+) -> dict[str, Any]:
+    runtime, account = await _account(request, account_id)
+    return await _view(runtime, account, domain_id)
+
+
+@patch(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="Change a sending domain's settings")
+async def update_sending_domain(
+    request: Request[Any, Any, Any],
+    account_id: FromPath[int],
+    domain_id: FromPath[int],
+) -> dict[str, Any]:
+    runtime, account = await _account(request, account_id)
+    changes = _fields(await read_json(request, dict))
+    wrong = [k for k, v in changes.items() if not isinstance(v, bool)]
+    if wrong:
+        raise BadRequest([f"{', '.join(sorted(wrong))}: must be true or false"], 422)
+    try:
+        await runtime.run(change_settings, runtime.store, account, domain_id, changes)
+    except NoSuchDomain:
+        raise NotFoundException from None
+    except ValueError as error:
+        raise BadRequest([str(error)], 422) from None
+    return await _view(runtime, account, domain_id)
+
+
+@delete(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="Delete a sending domain")
+async def delete_sending_domain(
+    request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
+) -> Response[None]:
+    runtime, account = await _account(request, account_id)
+    try:
+        await runtime.run(delete_domain, runtime.store, account, domain_id)
+    except NoSuchDomain:
+        raise NotFoundException from None
+    return Response(None, status_code=204)
+
+
+@post(
+    f"{PATH}/{{domain_id:int}}/verify",
+    tags=TAGS,
+    summary="Check the domain's DNS records now",
+    status_code=200,
+)
+async def verify_sending_domain(
+    request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
+) -> dict[str, Any]:
+    runtime, account = await _account(request, account_id)
+    try:
+        await runtime.domain_checker.check(account, domain_id)
+    except NoSuchDomain:
+        raise NotFoundException from None
+    return await _view(runtime, account, domain_id)
+
+
+HANDLERS = [
+    list_sending_domains,
+    create_sending_domain,
+    get_sending_domain,
+    update_sending_domain,
+    delete_sending_domain,
+    verify_sending_domain,
+]

@@ -1,0 +1,98 @@
+"""Sending domains: a domain an account proves it owns before it may send from it.
+
+The aggregate keeps the domain's DKIM keys (the private halves sealed by the engine, never in
+clear in the log), its verification token, its settings and the outcome of every DNS check.
+`dns_verified` flips with `DomainVerified` / `VerificationLost` when a check's required records
+all pass or stop passing.
+"""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+# What a domain's owner may change (PATCH), with the defaults of a new domain.
+SETTINGS: dict[str, bool] = {
+    "open_tracking_enabled": False,
+    "click_tracking_enabled": False,
+    "auto_unsubscribe_link_enabled": False,
+    "custom_domain_tracking_enabled": False,
+    "health_alerts_enabled": False,
+    "critical_alerts_enabled": False,
+    "tracking_opt_out_enabled": False,
+    "inbound_enabled": False,
+}
+DOMAIN_KEY_SPACE = "sending-domain"  # UniqueKey space: one live domain per name
+
+
+class SendingDomain(Aggregate):
+    """A domain of an account (see the module docstring)."""
+
+    @event("DomainAdded")
+    def __init__(
+        self,
+        id: UUID,
+        domain_id: int,
+        account_id: int,
+        name: str,
+        verification_token: str,
+        dkim_keys: list[dict[str, str]],  # selector, algorithm, public (TXT p=), sealed private
+    ) -> None:
+        self.domain_id = domain_id
+        self.account_id = account_id
+        self.name = name
+        self.verification_token = verification_token
+        self.dkim_keys = dkim_keys
+        self.settings = dict(SETTINGS)
+        self.records: list[dict[str, Any]] = []  # the last check: key, status, found
+        self.checked_at: datetime | None = None
+        self.dns_verified = False
+        self.dns_verified_at: datetime | None = None
+        self.deleted = False
+
+    @event("DnsChecked")
+    def _checked(self, records: list[dict[str, Any]], at: datetime) -> None:
+        self.records = records
+        self.checked_at = at
+
+    @event("DomainVerified")
+    def _verified(self, at: datetime) -> None:
+        self.dns_verified = True
+        self.dns_verified_at = at
+
+    @event("VerificationLost")
+    def _lost(self, failing: list[str]) -> None:
+        self.dns_verified = False
+
+    @event("SettingsChanged")
+    def _change(self, settings: dict[str, bool]) -> None:
+        self.settings = settings
+
+    @event("DomainDeleted")
+    def _delete(self) -> None:
+        self.deleted = True
+
+    def record_check(self, records: list[dict[str, Any]], required: set[str], at: datetime) -> None:
+        """Record a DNS check; verified when every required record passes, lost otherwise."""
+        self._checked(records, at)
+        failing = sorted(
+            r["key"] for r in records if r["key"] in required and r["status"] != "pass"
+        )
+        if not failing and not self.dns_verified:
+            self._verified(at)
+        elif failing and self.dns_verified:
+            self._lost(failing)
+
+    def change_settings(self, changes: dict[str, bool]) -> None:
+        """Change settings; unknown names are the caller's error (ValueError)."""
+        unknown = set(changes) - set(SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = {**self.settings, **changes}
+        if settings != self.settings:
+            self._change(settings)
+
+    def delete(self) -> None:
+        if not self.deleted:
+            self._delete()

@@ -1,0 +1,267 @@
+"""Sending-domain commands: add, change settings, delete, check DNS.
+
+A new domain gets a verification token and two DKIM keys (selectors `pl1`, which signs, and
+`pl2`, published ahead for rotation), their private halves sealed with the installation's
+secret key. A name belongs to one live domain at a time (a `UniqueKey`, released on delete).
+Checks look every expected record up (dnspython, uncached) and record the verdicts; the
+aggregate decides whether that verifies the domain or loses its verification.
+"""
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.dkim_signing import SigningKey, generate, load_key
+from adapters.dns import LookupFailed, RecordLookup
+from adapters.secrets import SecretBox
+from adapters.sql import SqlDatabase
+from domain.addresses import ascii_domain
+from domain.dns_records import SELECTORS, DnsSettings, ExpectedRecord, expected_records, judge
+from domain.ids import entity_id, key_id, sequence_id
+from domain.keys import UniqueKey
+from domain.sending_domains import DOMAIN_KEY_SPACE, SendingDomain
+from domain.sequences import Sequence
+from engine.errors import Conflict
+from engine.store import EventStore
+from projections.sending_domains import verified_domains
+from projections.times import api_time
+
+ALLOCATION_ATTEMPTS = 20
+# Mailbox providers' own domains: nobody proves ownership of these (spec §6.2).
+PUBLIC_MAILBOX_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.com",
+        "gmx.net",
+        "mail.ru",
+        "yandex.ru",
+        "proton.me",
+        "protonmail.com",
+        "zoho.com",
+    }
+)
+
+
+class DomainRefused(ValueError):
+    """A domain that cannot be added (the message says why, for an HTTP 422)."""
+
+
+class NoSuchDomain(LookupError):
+    """No live domain with that id in that account."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """How this installation sets domains up."""
+
+    dns: DnsSettings
+    dkim_algorithm: str = "rsa"  # rsa (2048 bits) or ed25519
+
+
+def expected(domain: SendingDomain | dict[str, Any], config: DomainConfig) -> list[ExpectedRecord]:
+    """The records a domain (aggregate or read-model row) must publish."""
+    if isinstance(domain, SendingDomain):
+        name, token, keys = domain.name, domain.verification_token, domain.dkim_keys
+    else:
+        name, token, keys = domain["name"], domain["verification_token"], domain["dkim_keys"]
+    dkim = [(k["selector"], k["algorithm"], k["public"]) for k in keys]
+    return expected_records(name, token, dkim, config.dns)
+
+
+def add_domain(
+    store: EventStore, box: SecretBox, config: DomainConfig, account_id: int, name: str
+) -> int:
+    """Add `name` to the account; returns the new domain's public id."""
+    domain_name = _checked_name(name)
+    keys = [_new_key(box, selector, config.dkim_algorithm) for selector in SELECTORS]
+    token = secrets.token_hex(16)
+    for _ in range(ALLOCATION_ATTEMPTS):
+        sequence = store.get(sequence_id("sending_domain")) or Sequence(
+            id=sequence_id("sending_domain"), kind="sending_domain"
+        )
+        number = sequence.allocate()
+        domain = SendingDomain(
+            id=entity_id("sending_domain", number),
+            domain_id=number,
+            account_id=account_id,
+            name=domain_name,
+            verification_token=token,
+            dkim_keys=keys,
+        )
+        claim = store.get(key_id(DOMAIN_KEY_SPACE, domain_name))
+        if claim is None:
+            claim = UniqueKey(
+                id=key_id(DOMAIN_KEY_SPACE, domain_name),
+                kind=DOMAIN_KEY_SPACE,
+                key=domain_name,
+                owner=domain.id,
+            )
+        elif claim.owner is None:
+            claim.reclaim(domain.id)
+        else:
+            raise DomainRefused(f"{domain_name} has already been added")
+        try:
+            store.save(sequence, domain, claim)
+        except Conflict:
+            continue  # another process took the number or the name: look again
+        return number
+    raise Conflict("could not allocate a sending domain id")
+
+
+def get_domain(store: EventStore, account_id: int, domain_id: int) -> SendingDomain:
+    """The live domain `domain_id` of the account, or NoSuchDomain."""
+    domain = store.get(entity_id("sending_domain", domain_id))
+    if not isinstance(domain, SendingDomain) or domain.account_id != account_id or domain.deleted:
+        raise NoSuchDomain(domain_id)
+    return domain
+
+
+def change_settings(
+    store: EventStore, account_id: int, domain_id: int, changes: dict[str, bool]
+) -> None:
+    domain = get_domain(store, account_id, domain_id)
+    domain.change_settings(changes)
+    store.save(domain)
+
+
+def delete_domain(store: EventStore, account_id: int, domain_id: int) -> None:
+    """Delete the domain (its history stays) and free its name."""
+    domain = get_domain(store, account_id, domain_id)
+    domain.delete()
+    claim = store.get(key_id(DOMAIN_KEY_SPACE, domain.name))
+    if claim is not None and claim.owner == domain.id:
+        claim.release()
+        store.save(domain, claim)
+    else:
+        store.save(domain)
+
+
+async def check_records(
+    lookup: RecordLookup, records: list[ExpectedRecord]
+) -> list[dict[str, Any]]:
+    """Look every record up at once; each result is `key, status, found, problem`."""
+
+    async def one(record: ExpectedRecord) -> dict[str, Any]:
+        try:
+            found = await lookup.values(record.domain, record.type)
+        except LookupFailed as error:
+            return {
+                "key": record.key,
+                "status": "network_error",
+                "found": [],
+                "problem": str(error),
+            }
+        verdict = judge(record, found)
+        return {
+            "key": record.key,
+            "status": verdict.status,
+            "found": found,
+            "problem": verdict.problem,
+        }
+
+    return list(await asyncio.gather(*(one(record) for record in records)))
+
+
+def record_check(
+    store: EventStore,
+    config: DomainConfig,
+    account_id: int,
+    domain_id: int,
+    results: list[dict[str, Any]],
+    at: datetime | None = None,
+) -> SendingDomain:
+    """Record a check's results on the domain (verifying it, or losing verification)."""
+    domain = get_domain(store, account_id, domain_id)
+    required = {r.key for r in expected(domain, config) if r.required}
+    domain.record_check(results, required, at or datetime.now(UTC))
+    store.save(domain)
+    return domain
+
+
+def _checked_name(name: str) -> str:
+    cleaned = name.strip().lower().rstrip(".")
+    domain = ascii_domain(cleaned)
+    if domain is None:
+        raise DomainRefused(f"{name!r} is not a valid domain name")
+    if domain.startswith("www."):
+        raise DomainRefused("add the domain without www.")
+    if domain in PUBLIC_MAILBOX_DOMAINS:
+        raise DomainRefused(f"{domain} is a public mailbox provider's domain")
+    return domain
+
+
+def _new_key(box: SecretBox, selector: str, algorithm: str) -> dict[str, str]:
+    pem, record = generate(algorithm)
+    public = record.rpartition("p=")[2]
+    return {
+        "selector": selector,
+        "algorithm": f"{algorithm}-sha256",
+        "public": public,
+        "private": box.seal(pem),
+    }
+
+
+def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
+    """A read-model row in the API's shape (the SDK's `SendingDomain`).
+
+    Each record shows what is expected (`value`), its status from the last check, and what
+    was found with the reason it fails (`found`, `problem`): expected against found.
+    """
+    checked = {r["key"]: r for r in row["records"]}
+    records = []
+    for record in expected(row, config):
+        result = checked.get(record.key, {})
+        records.append(
+            {
+                "key": record.key,
+                "domain": record.domain,
+                "type": record.type,
+                "name": record.name,
+                "value": record.value,
+                "status": result.get("status", "unchecked"),
+                "required": record.required,
+                "found": result.get("found", []),
+                "problem": result.get("problem"),
+            }
+        )
+    verified_at = row.get("dns_verified_at")
+    if row["dns_verified"]:
+        compliance = "compliant"
+    elif row.get("checked_at"):
+        compliance = "unverified_dns"
+    else:
+        compliance = "initial"
+    return {
+        "id": row["domain_id"],
+        "domain_name": row["name"],
+        "demo": False,
+        "compliance_status": compliance,
+        "dns_verified": row["dns_verified"],
+        "dns_verified_at": api_time(verified_at) if verified_at and row["dns_verified"] else None,
+        "dns_checked_at": api_time(row["checked_at"]) if row.get("checked_at") else None,
+        "dns_records": records,
+        **row["settings"],
+        "alert_recipient_email": None,
+        "permissions": {"can_read": True, "can_update": True, "can_destroy": True},
+    }
+
+
+def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
+    """The DKIM key that signs for each verified domain (its first selector's)."""
+    keys = []
+    for row in verified_domains(db):
+        first = row["dkim_keys"][0]
+        keys.append(load_key(row["name"], first["selector"], box.open(first["private"])))
+    return keys

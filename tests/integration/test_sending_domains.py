@@ -1,0 +1,226 @@
+"""Sending domains against a local DNS server whose zone the tests edit."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.dns import RecordLookup
+from engine.accounts import issue_token, open_account
+from engine.domains import DomainRefused, add_domain, delete_domain, domain_view, expected
+from engine.runtime import Runtime
+from projections.sending_domains import find_domain
+from tests.support.dns import LocalDns, Zone
+from tests.support.live import LiveServer
+
+DOMAIN = "example.org"
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LocalDns]:
+    server = LocalDns(Zone(a={"unrelated.example": ["127.0.0.1"]}))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def view(runtime: Runtime, account_id: int, domain_id: int) -> dict:
+    runtime.domains.catch_up()
+    row = find_domain(runtime.store.db, account_id, domain_id)
+    assert row is not None
+    return domain_view(row, runtime.domain_config)
+
+
+def statuses(shown: dict) -> dict[str, str]:
+    return {r["key"]: r["status"] for r in shown["dns_records"]}
+
+
+def publish(zone: Zone, shown: dict, **overrides: str) -> None:
+    """Publish every expected record (TXT only here), with `overrides` by key."""
+    for record in shown["dns_records"]:
+        if record["type"] == "TXT":
+            zone.txt[record["domain"]] = overrides.get(record["key"], record["value"])
+
+
+def test_unchecked_then_missing_then_fail_then_pass_then_lost(
+    runtime: Runtime, account: tuple[int, str], dns_server: LocalDns
+) -> None:
+    account_id, _ = account
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, "Example.ORG."
+    )
+    shown = view(runtime, account_id, domain_id)
+    assert shown["domain_name"] == DOMAIN
+    assert shown["compliance_status"] == "initial"
+    assert set(statuses(shown).values()) == {"unchecked"}
+    assert [r["key"] for r in shown["dns_records"]] == [
+        "verification",
+        "spf",
+        "dkim1",
+        "dkim2",
+        "dmarc",
+    ]
+
+    def check() -> dict:
+        asyncio.run(runtime.domain_checker.check(account_id, domain_id))
+        return view(runtime, account_id, domain_id)
+
+    shown = check()
+    assert set(statuses(shown).values()) == {"missing"}
+    assert (shown["dns_verified"], shown["compliance_status"]) == (False, "unverified_dns")
+
+    # the SPF record lacks the installation's mechanism: expected against found says so
+    publish(dns_server.zone, shown, spf="v=spf1 include:_spf.elsewhere.example -all")
+    shown = check()
+    spf = next(r for r in shown["dns_records"] if r["key"] == "spf")
+    assert spf["status"] == "fail"
+    assert spf["found"] == ["v=spf1 include:_spf.elsewhere.example -all"]
+    assert "does not include" in spf["problem"]
+    assert not shown["dns_verified"]
+
+    # quoted, split into strings and with extra mechanisms: still a pass
+    spf_value = next(r["value"] for r in shown["dns_records"] if r["key"] == "spf")
+    mechanism = spf_value.split(" ")[1]
+    publish(dns_server.zone, shown, spf=f"v=spf1 mx {mechanism.upper()} ~all")
+    dns_server.zone.txt["_dmarc." + DOMAIN] = "v=DMARC1; p=reject; rua=mailto:d@example.org"
+    shown = check()
+    assert set(statuses(shown).values()) == {"pass"}, statuses(shown)
+    assert (shown["dns_verified"], shown["compliance_status"]) == (True, "compliant")
+    assert shown["dns_verified_at"] is not None
+
+    # a broken DKIM record loses the verification
+    dkim1 = next(r for r in shown["dns_records"] if r["key"] == "dkim1")
+    dns_server.zone.txt[dkim1["domain"]] = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOC"
+    shown = check()
+    assert statuses(shown)["dkim1"] == "fail"
+    assert (shown["dns_verified"], shown["dns_verified_at"]) == (False, None)
+
+
+def test_the_scheduler_checks_every_domain(
+    runtime: Runtime, account: tuple[int, str], dns_server: LocalDns
+) -> None:
+    account_id, _ = account
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    runtime.domain_check_interval = 0.2
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, DOMAIN
+    )
+    publish(dns_server.zone, view(runtime, account_id, domain_id))
+
+    async def until_verified() -> bool:
+        await runtime.start_background()
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                if (await runtime.run(view, runtime, account_id, domain_id))["dns_verified"]:
+                    return True
+            return False
+        finally:
+            await runtime.stop_background()
+
+    assert asyncio.run(until_verified())
+
+
+def test_names_are_checked_and_unique_until_deleted(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    account_id, _ = account
+    config, box = runtime.domain_config, runtime.secrets
+    for bad, reason in [
+        ("not a domain", "not a valid domain name"),
+        ("www.example.org", "without www"),
+        ("gmail.com", "public mailbox provider"),
+    ]:
+        with pytest.raises(DomainRefused, match=reason):
+            add_domain(runtime.store, box, config, account_id, bad)
+    first = add_domain(runtime.store, box, config, account_id, DOMAIN)
+    with pytest.raises(DomainRefused, match="already been added"):
+        add_domain(runtime.store, box, config, account_id, DOMAIN)
+    delete_domain(runtime.store, account_id, first)
+    second = add_domain(runtime.store, box, config, account_id, DOMAIN)
+    assert second != first
+    runtime.domains.catch_up()
+    assert find_domain(runtime.store.db, account_id, first) is None  # deleted: gone from the API
+
+
+def test_dkim_private_keys_are_sealed_and_open_with_the_installation_key(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    account_id, _ = account
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, DOMAIN
+    )
+    runtime.domains.catch_up()
+    row = find_domain(runtime.store.db, account_id, domain_id)
+    assert row is not None
+    keys = row["dkim_keys"]
+    assert [k["selector"] for k in keys] == ["pl1", "pl2"]
+    for key in keys:
+        assert "PRIVATE KEY" not in key["private"]
+        assert runtime.secrets.open(key["private"]).startswith(b"-----BEGIN PRIVATE KEY-----")
+    dkim1 = next(r for r in expected(row, runtime.domain_config) if r.key == "dkim1")
+    assert dkim1.value == f"v=DKIM1; k=rsa; p={keys[0]['public']}"
+
+
+def test_another_account_sees_none_of_it(
+    runtime: Runtime, account: tuple[int, str], live: LiveServer
+) -> None:
+    owner, owner_token = account
+    other = open_account(runtime.store, "Other")
+    other_token = issue_token(runtime.store, other, "other", created_by="tests").token
+    mine = {"Authorization": f"Bearer {owner_token}"}
+    theirs = {"Authorization": f"Bearer {other_token}"}
+    base = f"/api/accounts/{owner}/sending_domains"
+    created = live.client.post(base, json={"sending_domain": {"domain_name": DOMAIN}}, headers=mine)
+    assert created.status_code == 200, created.text
+    domain_id = created.json()["id"]
+    one = f"{base}/{domain_id}"
+
+    # the other account's token, on the owner's paths and on its own
+    for method, path in [
+        ("GET", base),
+        ("GET", one),
+        ("PATCH", one),
+        ("DELETE", one),
+        ("POST", f"{one}/verify"),
+        ("GET", f"/api/accounts/{other}/sending_domains/{domain_id}"),
+        ("DELETE", f"/api/accounts/{other}/sending_domains/{domain_id}"),
+    ]:
+        body = {"sending_domain": {"open_tracking_enabled": True}} if method == "PATCH" else None
+        answer = live.client.request(method, path, json=body, headers=theirs)
+        assert (answer.status_code, answer.json()) == (404, {"error": "Not Found"}), (method, path)
+    listed = live.client.get(f"/api/accounts/{other}/sending_domains", headers=theirs)
+    assert listed.json() == {"data": []}
+    # and nothing changed
+    still = live.client.get(one, headers=mine).json()
+    assert (still["open_tracking_enabled"], still["domain_name"]) == (False, DOMAIN)
+
+
+def test_bad_requests_are_refused_with_the_reason(
+    runtime: Runtime, account: tuple[int, str], live: LiveServer
+) -> None:
+    owner, token = account
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"/api/accounts/{owner}/sending_domains"
+    for body, status, error in [
+        ({"sending_domain": {}}, 422, "domain_name is required"),
+        ({"nope": 1}, 422, 'the body must be {"sending_domain": {...}}'),
+        ({"sending_domain": {"domain_name": "gmail.com"}}, 422, "public mailbox provider"),
+    ]:
+        answer = live.client.post(base, json=body, headers=headers)
+        assert answer.status_code == status
+        assert error in answer.json()["error"]
+    created = live.client.post(
+        base, json={"sending_domain": {"domain_name": DOMAIN}}, headers=headers
+    ).json()
+    for change, error in [
+        ({"open_tracking_enabled": "yes"}, "must be true or false"),
+        ({"colour": True}, "unknown setting"),
+    ]:
+        answer = live.client.patch(
+            f"{base}/{created['id']}", json={"sending_domain": change}, headers=headers
+        )
+        assert (answer.status_code, error in answer.json()["error"]) == (422, True)
+    assert live.client.get(base).status_code == 401

@@ -1,0 +1,61 @@
+"""The SendingDomain aggregate: verification follows the required records."""
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.sending_domains import SendingDomain
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+REQUIRED = {"spf", "dkim1"}
+
+
+def domain() -> SendingDomain:
+    return SendingDomain(
+        id=uuid.uuid4(),
+        domain_id=1,
+        account_id=1,
+        name="example.org",
+        verification_token="t",
+        dkim_keys=[],
+    )
+
+
+def kinds(aggregate: SendingDomain) -> list[str]:
+    return [type(e).__name__ for e in aggregate.collect_events()]
+
+
+def results(**statuses: str) -> list[dict[str, str]]:
+    return [{"key": k, "status": v} for k, v in statuses.items()]
+
+
+def test_verified_once_when_every_required_record_passes_then_lost_once() -> None:
+    d = domain()
+    d.record_check(results(spf="pass", dkim1="missing", dmarc="pass"), REQUIRED, NOW)
+    d.record_check(results(spf="pass", dkim1="pass", tracking="missing"), REQUIRED, NOW)
+    d.record_check(results(spf="pass", dkim1="pass"), REQUIRED, NOW)
+    assert d.dns_verified
+    d.record_check(results(spf="fail", dkim1="pass"), REQUIRED, NOW)
+    d.record_check(results(spf="fail", dkim1="fail"), REQUIRED, NOW)
+    assert not d.dns_verified
+    assert kinds(d) == [
+        "DomainAdded",
+        "DnsChecked",
+        "DnsChecked",
+        "DomainVerified",
+        "DnsChecked",
+        "DnsChecked",
+        "VerificationLost",
+        "DnsChecked",
+    ]
+
+
+def test_settings_change_only_known_names_and_only_when_different() -> None:
+    d = domain()
+    d.change_settings({"open_tracking_enabled": False})  # already so: no event
+    d.change_settings({"open_tracking_enabled": True})
+    with pytest.raises(ValueError, match="unknown setting"):
+        d.change_settings({"colour": True})
+    assert kinds(d) == ["DomainAdded", "SettingsChanged"]
+    assert d.settings["open_tracking_enabled"] is True
