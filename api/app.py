@@ -10,7 +10,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, Yaml
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
-from api import domains, logs, sending, system
+from api import domains, logs, sending, suppressions, system
 from api.errors import EXCEPTION_HANDLERS
 from engine.runtime import Runtime
 
@@ -56,6 +56,7 @@ def create_app(runtime: Runtime, *, enable_noop: bool = False, debug: bool = Fal
         logs.email_log,
         logs.account_email_log,
         *domains.HANDLERS,
+        *suppressions.HANDLERS,
         system.healthz,
         system.readyz,
         openapi_json,

@@ -44,6 +44,9 @@ class Message(Aggregate):
         self.stream = stream
         self.sender = sender
         self.recipient = recipient
+        self.subject = subject
+        self.category = category
+        self.client_ip = client_ip
         self.head = head
         self.body = body
         self.format = format
@@ -103,6 +106,11 @@ class Message(Aggregate):
         self.attempts = attempt
         self.status = "not_delivered"
 
+    @event("Rejected")
+    def reject(self, *, reason: str) -> None:
+        """Never sent: something stands in the way (a suppressed recipient)."""
+        self.status = "not_delivered"
+
 
 _MESSAGE_TOPIC = get_topic(Message)
 _ACCEPTED = Message.Accepted  # type: ignore[attr-defined]
@@ -111,7 +119,8 @@ _ACCEPTED_FIELDS = frozenset(_ACCEPTED.__dataclass_fields__) - _ENVELOPE
 
 
 def follow_up(kind: type[Any], id: UUID, version: int, timestamp: datetime, **fields: Any) -> Any:
-    """A later event of a `Message` at `version` (Queued, SoftBounced, Delivered, Bounced),
+    """A later event of a `Message` at `version` (Queued, Rejected, SoftBounced, Delivered,
+    Bounced),
     built without loading the aggregate: the dispatcher and the MTA workers know the version
     from the queue they work from, and record thousands of these a second."""
     expected = frozenset(kind.__dataclass_fields__) - _ENVELOPE

@@ -15,11 +15,27 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from adapters.sql import SqlDatabase
+from domain.addresses import domain_of
 from domain.message import Message, follow_up
+from domain.suppressions import reject_reason
 from engine.committer import GroupCommitter
 from engine.errors import Conflict
+from projections.suppressions import matching
 
 log = logging.getLogger("postline.dispatch")
+
+
+def _suppressed(
+    message: Any, found: dict[tuple[int, str], list[tuple[str | None, str, str]]]
+) -> str | None:
+    """The type of the suppression that stops `message`, if one does."""
+    domain = domain_of(message.sender).lower()
+    for scope_domain, stream, kind in found.get(
+        (message.account_id, message.recipient.lower()), []
+    ):
+        if scope_domain in (None, domain) and stream in (message.stream, "any"):
+            return kind
+    return None
 
 
 class Dispatch:
@@ -40,13 +56,22 @@ class Dispatch:
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
         now = self._clock()
-        queued = [
-            follow_up(Message.Queued, e.originator_id, e.originator_version + 1, now)
-            for _, e in events
-            if isinstance(e, Message.Accepted)
-        ]
-        if not queued:
+        accepted = [e for _, e in events if isinstance(e, Message.Accepted)]
+        if not accepted:
             return
+        suppressions = matching(db, cursor, [e.recipient for e in accepted])
+        queued = []
+        for e in accepted:
+            version = e.originator_version + 1
+            kind = _suppressed(e, suppressions)
+            if kind is None:
+                queued.append(follow_up(Message.Queued, e.originator_id, version, now))
+            else:
+                queued.append(
+                    follow_up(
+                        Message.Rejected, e.originator_id, version, now, reason=reject_reason(kind)
+                    )
+                )
         try:
             self._committer.submit(queued).result()
         except Conflict:

@@ -23,10 +23,12 @@ from engine.domain_checks import DomainChecker
 from engine.domains import DomainConfig
 from engine.errors import StoreUnavailable
 from engine.store import EventStore
+from engine.suppressions import AutoSuppress
 from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
 from projections.runner import Projector
 from projections.sending_domains import SendingDomains
+from projections.suppressions import Suppressions
 
 log = logging.getLogger("postline.runtime")
 
@@ -63,11 +65,14 @@ class Runtime:
                 self.email_logs = Projector(self.store.app, self.store.db, EmailLogs())
                 self.queue = Projector(self.store.app, self.store.db, DeliveryQueue())
                 self.domains = Projector(self.store.app, self.store.db, SendingDomains())
+                self.suppressions = Projector(self.store.app, self.store.db, Suppressions())
                 # Read models: dropped and rebuilt by `postline replay`.
-                self.projectors = [self.email_logs, self.queue, self.domains]
+                self.projectors = [self.email_logs, self.queue, self.domains, self.suppressions]
                 # Processes follow the log too, but write events: never replayed.
                 self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
-                for projector in [*self.projectors, self.dispatcher]:
+                self.suppressor = Projector(self.store.app, self.store.db, AutoSuppress(self.store))
+                self.processes = [self.dispatcher, self.suppressor]
+                for projector in [*self.projectors, *self.processes]:
                     projector.create_schema()
         except PersistenceError as error:
             raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
@@ -94,7 +99,7 @@ class Runtime:
         """Start the projector loops on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self.committer.on_commit(self._poke)
-        followers = [*self.projectors, self.dispatcher] if self.runs_projections else []
+        followers = [*self.projectors, *self.processes] if self.runs_projections else []
         for projector in followers:
             wake = asyncio.Event()
             self._wakes.append(wake)
@@ -115,6 +120,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._wakes.clear()
+        self._loop = None  # commits made after this must not poke a loop that is gone
 
     def close(self) -> None:
         # Background work in the pool may still be waiting on the committer: it goes first.
@@ -146,9 +153,11 @@ class Runtime:
             self._queued_listeners.append(listener)
 
     def _poke(self) -> None:
-        if self._loop is not None:
-            for wake in self._wakes:
-                self._loop.call_soon_threadsafe(wake.set)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                for wake in list(self._wakes):
+                    loop.call_soon_threadsafe(wake.set)
 
     async def _follow(self, projector: Projector, wake: asyncio.Event) -> None:
         name = projector.projection.name

@@ -67,6 +67,7 @@ class DeliveryQueue:
             Message.SoftBounced,
             Message.Delivered,
             Message.Bounced,
+            Message.Rejected,
         )
     )
 
@@ -124,7 +125,7 @@ class DeliveryQueue:
                         e.originator_version,
                     )
                 )
-            else:  # Delivered, Bounced
+            else:  # Delivered, Bounced, Rejected
                 done.append((message_id,))
         db.insert(cursor, "delivery_queue", QUEUE_COLUMNS, accepted, "ON CONFLICT DO NOTHING")
         db.execute_each(

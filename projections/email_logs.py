@@ -47,7 +47,13 @@ class EmailLogs:
     tables = ("email_log_events", "email_logs")
     topics = frozenset(
         get_topic(kind)
-        for kind in (Message.Accepted, Message.SoftBounced, Message.Delivered, Message.Bounced)
+        for kind in (
+            Message.Accepted,
+            Message.Rejected,
+            Message.SoftBounced,
+            Message.Delivered,
+            Message.Bounced,
+        )
     )
 
     def schema(self) -> Iterable[str]:
@@ -130,6 +136,8 @@ class EmailLogs:
 
 def _outcome(e: Any) -> tuple[str, str]:
     """The history entry of a delivery attempt, in the API's words (event type, details)."""
+    if isinstance(e, Message.Rejected):
+        return "reject", _ENCODER.encode({"reject_reason": e.reason}).decode()
     details: dict[str, Any] = {
         "sending_ip": e.sending_ip,
         "recipient_mx": e.mx,

@@ -60,7 +60,12 @@ def test_serve_prints_a_curl_that_works_and_tokens_can_be_issued(
         assert server.stop() == 0
 
     replay = json.loads(postline("replay", "--json", "--data-dir", str(tmp_path), env=env).stdout)
-    assert replay["projections"].keys() == {"email_logs", "delivery_queue", "sending_domains"}
+    assert replay["projections"].keys() == {
+        "email_logs",
+        "delivery_queue",
+        "sending_domains",
+        "suppressions",
+    }
     assert 1 <= replay["projections"]["email_logs"] <= replay["log_position"]
     assert replay["projections"]["delivery_queue"] == replay["projections"]["email_logs"]
 

@@ -11,6 +11,7 @@ import pytest
 import trustme
 from mailtrap.exceptions import APIError
 from mailtrap.models.sending_domains import CreateSendingDomainParams, UpdateSendingDomainParams
+from mailtrap.models.suppressions import CreateSuppressionParams
 
 from tests.support.process import Serve, postline
 
@@ -160,3 +161,25 @@ def test_sending_domains_through_the_sdk(https_server: tuple[Serve, str, str]) -
     with pytest.raises(APIError) as gone:
         api.get_by_id(created.id)
     assert gone.value.status == 404
+
+
+def test_suppressions_through_the_sdk(https_server: tuple[Serve, str, str]) -> None:
+    _, token, account_id = https_server
+    client = mt.MailtrapClient(token=token, account_id=account_id)
+    domain = client.sending_domains_api.sending_domains.create(
+        CreateSendingDomainParams(domain_name="example.org")
+    )
+    api = client.suppressions_api.suppressions
+    added = api.create(
+        CreateSuppressionParams(
+            email="gone@example.net", domain_id=domain.id, sending_stream="transactional"
+        )
+    )
+    assert (added.email, added.type, added.domain_name) == (
+        "gone@example.net",
+        "manual import",
+        "example.org",
+    )
+    assert [s.id for s in api.get_list(email="GONE@example.net")] == [added.id]
+    assert api.delete(added.id).id == added.id
+    assert api.get_list() == []

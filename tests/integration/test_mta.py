@@ -28,6 +28,7 @@ from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
 from projections.sending_domains import find_domain
+from projections.suppressions import list_suppressions
 from tests.support.dns import LocalDns, Zone
 from tests.support.mx_sink import MxSink
 from tests.support.smtp import Certificates
@@ -313,3 +314,41 @@ def test_verp_gives_each_copy_its_own_return_path(
         recipient: f"bounces+{uuid.UUID(i).hex}@rp.example.com"
         for recipient, i in zip(recipients, ids, strict=True)
     }
+
+
+def test_a_hard_bounce_suppresses_the_recipient_for_that_stream(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink
+) -> None:
+    (first,), _ = deliver(runtime, dns_server, sink, ["unknown@sink.test"], done=1)
+    assert history(runtime, first)[2]["bounce_category"] == "badrecipient"
+    runtime.suppressor.catch_up()
+    runtime.suppressions.catch_up()
+    (listed,) = list_suppressions(runtime.store.db, 1) or []
+    assert (listed["email"], listed["type"], listed["domain_name"], listed["sending_stream"]) == (
+        "unknown@sink.test",
+        "hard bounce",
+        "example.com",
+        "transactional",
+    )
+    assert listed["message_bounce_category"] == "badrecipient"
+    assert listed["message_subject"] == "Your order"
+
+    draft = msgspec.convert(
+        {
+            "from": {"email": "shop@example.com"},
+            "to": [{"email": "Unknown@sink.test"}],
+            "subject": "Again",
+            "text": "x",
+        },
+        Draft,
+    )
+    bulk = Origin(ORIGIN.principal, "bulk", "api", None)
+    again = asyncio.run(runtime.acceptor.send(ORIGIN, draft))[0]
+    other_stream = asyncio.run(runtime.acceptor.send(bulk, draft))[0]
+    runtime.dispatcher.catch_up()
+    status, events, details = history(runtime, again)
+    assert (status, events) == ("not_delivered", ["sending", "reject"])
+    assert details == {"reject_reason": "Recipient in suppression list. Reason: hard bounce"}
+    assert history(runtime, other_stream)[:2] == ("enqueued", ["sending"])
+    runtime.queue.catch_up()
+    assert pending(runtime.store.db) == 1  # the bulk copy waits for delivery; the other is gone
