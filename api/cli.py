@@ -1,6 +1,8 @@
 """The `postline` command line."""
 
 import argparse
+import csv
+import io
 import json
 import logging
 import sys
@@ -9,12 +11,17 @@ from typing import Any
 
 from api import mta
 from api.app import VERSION
+from domain.addresses import is_valid_address
+from domain.suppressions import TYPES as SUPPRESSION_TYPES
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
 from engine.dkim_keys import InvalidKeys, create_key
+from engine.domains import NoSuchDomain, domain_named
 from engine.errors import StoreUnavailable
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
+from engine.suppressions import suppress
+from projections.suppressions import list_suppressions
 
 log = logging.getLogger("postline")
 
@@ -201,6 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--data-dir", metavar="DIR", help="data folder (default ./postline-data)")
     _json_argument(keygen)
 
+    listed = commands.add_parser("suppressions", help="import and export the suppression list")
+    list_commands = listed.add_subparsers(
+        dest="suppressions_command", required=True, metavar="ACTION"
+    )
+    importer = list_commands.add_parser(
+        "import", help="suppress the addresses of a CSV file (an `email` column, or the first)"
+    )
+    _store_arguments(importer)
+    importer.add_argument("file", metavar="FILE.csv", help="the CSV file (- for standard input)")
+    importer.add_argument("--account", type=int, required=True, metavar="ID")
+    importer.add_argument("--domain", required=True, help="the sending domain they apply to")
+    importer.add_argument(
+        "--stream", choices=["transactional", "bulk", "any"], default="any", help="default any"
+    )
+    importer.add_argument(
+        "--type", dest="kind", choices=list(SUPPRESSION_TYPES), default="manual import"
+    )
+    _json_argument(importer)
+    exporter = list_commands.add_parser("export", help="write the suppression list as CSV")
+    _store_arguments(exporter)
+    exporter.add_argument("--account", type=int, required=True, metavar="ID")
+    exporter.add_argument("--out", metavar="FILE", help="where to write (default: standard out)")
+
     replay = commands.add_parser("replay", help="rebuild every read model from the event log")
     _store_arguments(replay)
     _json_argument(replay)
@@ -255,6 +285,77 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
         f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
     )
+    return 0
+
+
+EXPORT_COLUMNS = ("id", "email", "type", "sending_stream", "domain_name", "created_at")
+
+
+def cmd_suppressions_import(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"postline: {args.file}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = list(csv.reader(io.StringIO(text)))
+    column, first_line = 0, 1
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if "email" in header:
+        column, first_line, rows = header.index("email"), 2, rows[1:]
+    runtime, _ = _open(args)
+    added, invalid = 0, []
+    try:
+        try:
+            domain = domain_named(runtime.store, args.account, args.domain)
+        except NoSuchDomain:
+            print(
+                f"postline: account {args.account} has no sending domain {args.domain}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        for line, row in enumerate(rows, first_line):
+            email = row[column].strip() if len(row) > column else ""
+            if not is_valid_address(email):
+                invalid.append({"line": line, "value": email})
+                continue
+            suppress(runtime.store, args.account, email, domain.name, args.stream, args.kind)
+            added += 1
+            if added % 1000 == 0:
+                print(f"\r{added} suppressed", end="", file=sys.stderr, flush=True)
+    finally:
+        runtime.close()
+    if added >= 1000:
+        print(file=sys.stderr)
+    lines = ", ".join(str(i["line"]) for i in invalid[:20])
+    _print(
+        args,
+        {"suppressed": added, "invalid": invalid},
+        f"{added} addresses suppressed for {domain.name} ({args.stream})"
+        + (f"; {len(invalid)} invalid, on line(s) {lines}" if invalid else ""),
+    )
+    return 0 if not invalid else 1
+
+
+def cmd_suppressions_export(args: argparse.Namespace) -> int:
+    runtime, _ = _open(args)
+    try:
+        runtime.suppressions.catch_up()
+        records: list[dict[str, Any]] = []
+        after = None
+        while page := list_suppressions(runtime.store.db, args.account, after=after):
+            records += page
+            after = page[-1]["id"]
+    finally:
+        runtime.close()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    if args.out:
+        Path(args.out).write_text(out.getvalue(), "utf-8")
+        print(f"{len(records)} suppressions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(out.getvalue())
     return 0
 
 
@@ -336,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tokens_create(args)
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "suppressions":
+            if args.suppressions_command == "import":
+                return cmd_suppressions_import(args)
+            return cmd_suppressions_export(args)
         if args.command == "dkim":
             return cmd_dkim_keygen(args)
     except InvalidDatabaseUrl as error:

@@ -265,3 +265,13 @@ def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
         first = row["dkim_keys"][0]
         keys.append(load_key(row["name"], first["selector"], box.open(first["private"])))
     return keys
+
+
+def domain_named(store: EventStore, account_id: int, name: str) -> SendingDomain:
+    """The account's live domain called `name`, or NoSuchDomain."""
+    domain_name = name.strip().lower().rstrip(".")
+    claim = store.get(key_id(DOMAIN_KEY_SPACE, domain_name))
+    owner = store.get(claim.owner) if claim is not None and claim.owner is not None else None
+    if not isinstance(owner, SendingDomain) or owner.account_id != account_id or owner.deleted:
+        raise NoSuchDomain(name)
+    return owner

@@ -1,5 +1,7 @@
 """The `postline` command line, run as a user runs it."""
 
+import csv
+import io
 import json
 import shlex
 import subprocess
@@ -7,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from engine.domains import add_domain
+from engine.runtime import Runtime
 from tests.support.process import Serve, postline, postline_command, process_env
 
 
@@ -178,3 +182,50 @@ def test_projector_role_runs_alone(database_url: str, tmp_path: Path) -> None:
             projector.terminate()
             assert projector.wait(timeout=30) == 0
         assert api.stop() == 0
+
+
+def test_suppressions_import_and_export_csv(
+    runtime: Runtime, account: tuple[int, str], database_url: str, tmp_path: Path
+) -> None:
+    account_id, _ = account
+    add_domain(runtime.store, runtime.secrets, runtime.domain_config, account_id, "example.org")
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    common = ["--data-dir", str(tmp_path), "--account", str(account_id)]
+    listing = tmp_path / "list.csv"
+    listing.write_text("name,email\nAnn,ann@example.net\nBob,not-an-address\nCy,cy@example.net\n")
+    imported = postline(
+        "suppressions",
+        "import",
+        str(listing),
+        "--domain",
+        "example.org",
+        "--stream",
+        "bulk",
+        "--json",
+        *common,
+        env=env,
+        check=False,
+    )
+    assert imported.returncode == 1  # one line was refused: said, and the rest imported
+    assert json.loads(imported.stdout) == {
+        "suppressed": 2,
+        "invalid": [{"line": 3, "value": "not-an-address"}],
+    }
+    exported = postline("suppressions", "export", *common, env=env)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [(r["email"], r["sending_stream"], r["domain_name"], r["type"]) for r in rows] == [
+        ("ann@example.net", "bulk", "example.org", "manual import"),
+        ("cy@example.net", "bulk", "example.org", "manual import"),
+    ]
+    unknown = postline(
+        "suppressions",
+        "import",
+        str(listing),
+        "--domain",
+        "elsewhere.example",
+        *common,
+        env=env,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "has no sending domain elsewhere.example" in unknown.stderr
