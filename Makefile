@@ -20,9 +20,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -e '.[test]'
 	@touch $@
 
-## run: start Postline on SQLite in ./postline-data (first run creates an account and a token)
+## run: start Postline on SQLite in ./postline-data (first run creates an account and a token;
+## any sender domain is allowed, for development)
 run: $(VENV)/.installed
-	$(BIN)/postline serve --bootstrap
+	$(BIN)/postline serve --bootstrap --sender-policy any
 
 ## test: lint, then the whole suite (the PostgreSQL half uses $$POSTLINE_TEST_POSTGRES_URL)
 test: $(VENV)/.installed-test lint

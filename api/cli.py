@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROLES",
         help="what this process runs, comma-separated: api (HTTP), smtp, mta (delivery), "
         "projector (default: all four)",
+    )
+    serve.add_argument(
+        "--sender-policy",
+        choices=["verified", "any"],
+        default=os.environ.get("POSTLINE_SENDER_POLICY", "verified"),
+        help="who may send from which domain: only an account's DNS-verified sending domains "
+        "(verified, the default; $POSTLINE_SENDER_POLICY) or any domain (any: development only)",
     )
     _smtp_arguments(serve)
     mta.add_arguments(serve)

@@ -22,6 +22,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from domain.submission import InvalidSubmission
 from engine.errors import Conflict, StoreUnavailable
+from engine.sender_policy import SenderNotAllowed
 
 log = logging.getLogger("postline.api")
 
@@ -149,6 +150,12 @@ def on_store_unavailable(request: Request[Any, Any, Any], error: StoreUnavailabl
     return response
 
 
+def on_sender_not_allowed(
+    request: Request[Any, Any, Any], error: SenderNotAllowed
+) -> Response[Any]:
+    return error_response(request, 401, ["Unauthorized", str(error)])
+
+
 def on_conflict(request: Request[Any, Any, Any], _: Conflict) -> Response[Any]:
     return error_response(request, 409, ["a concurrent change won; retry the request"])
 
@@ -175,5 +182,6 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: on_http_error,
     StoreUnavailable: on_store_unavailable,
     Conflict: on_conflict,
+    SenderNotAllowed: on_sender_not_allowed,
     Exception: on_internal_error,
 }

@@ -55,12 +55,21 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _open_runtime(url: StoreUrl, wait: float, folder: Path, *, projections: bool = True) -> Runtime:
+def _open_runtime(
+    url: StoreUrl,
+    wait: float,
+    folder: Path,
+    *,
+    projections: bool = True,
+    sender_policy: str = "verified",
+) -> Runtime:
     deadline = time.monotonic() + wait
     delay = 0.5
     while True:
         try:
-            runtime = Runtime(url, projections=projections, data_dir=folder)
+            runtime = Runtime(
+                url, projections=projections, data_dir=folder, sender_policy=sender_policy
+            )
             runtime.start()
         except StoreUnavailable as error:
             if time.monotonic() + delay > deadline:
@@ -79,6 +88,7 @@ def _banner(
     workers: int = 1,
     smtp: SmtpConfig | None = None,
     delivery: MtaSettings | None = None,
+    sender_policy: str = "verified",
 ) -> str:
     lines = [f"Postline {VERSION} is running" + (f" ({workers} workers)" if workers > 1 else "")]
     if base is not None:
@@ -96,6 +106,13 @@ def _banner(
         )
         lines.append(f"  MTA:    delivers {via}, as {delivery.helo}")
     lines.append(f"  Store:  {url.display}")
+    if sender_policy == "any":
+        lines.append(
+            "  Senders: any domain (--sender-policy any, for development; production "
+            "sends only from verified sending domains)"
+        )
+    else:
+        lines.append("  Senders: verified sending domains only (/api/accounts/ID/sending_domains)")
     if credentials is not None and base is not None:
         token = str(credentials["api_token"])
         curl = (
@@ -164,7 +181,13 @@ def serve(args: argparse.Namespace) -> int:
             print(f"postline: {error}", file=sys.stderr)
             return 2
     url = store_url(args.database_url, folder)
-    runtime = _open_runtime(url, args.wait_for_database, folder, projections="projector" in roles)
+    runtime = _open_runtime(
+        url,
+        args.wait_for_database,
+        folder,
+        projections="projector" in roles,
+        sender_policy=args.sender_policy,
+    )
     listeners = _Listeners(delivery=delivery)
     try:
         credentials = bootstrap(runtime.store, folder) if args.bootstrap else None
@@ -189,7 +212,8 @@ def serve(args: argparse.Namespace) -> int:
             scheme = "https" if args.tls_cert else "http"
             shown_host = f"[{host}]" if ":" in host else host
             base = f"{scheme}://{shown_host}:{listeners.http.getsockname()[1]}"
-        print(_banner(base, url, credentials, args.workers, smtp, delivery), flush=True)
+        banner = _banner(base, url, credentials, args.workers, smtp, delivery, args.sender_policy)
+        print(banner, flush=True)
         if base is not None:
             print(f"Listening on {base}", flush=True)
         if args.workers == 1:
@@ -338,7 +362,11 @@ def _worker(
         signal.signal(s, signal.SIG_DFL)
     try:
         runtime = _open_runtime(
-            url, args.wait_for_database, data_dir(args.data_dir), projections=projections
+            url,
+            args.wait_for_database,
+            data_dir(args.data_dir),
+            projections=projections,
+            sender_policy=args.sender_policy,
         )
     except StoreUnavailable as error:
         log.error("worker cannot open the store: %s", error)

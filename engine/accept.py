@@ -34,6 +34,7 @@ from domain.submission import (
 )
 from engine.accounts import Principal
 from engine.committer import GroupCommitter
+from engine.sender_policy import SenderDomains, SenderNotAllowed
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -140,14 +141,18 @@ class Acceptor:
         committer: GroupCommitter,
         limits: SendLimits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        senders: SenderDomains | None = None,
     ) -> None:
         self._committer = committer
         self._limits = limits
         self._clock = clock
+        self._senders = senders
 
     async def send(self, origin: Origin, draft: Draft) -> list[str]:
         """Accept one request; returns one message id per recipient (to, cc, bcc order)."""
         submission = validate(draft, self._limits, guess_type=guess_type)
+        if self._senders is not None:
+            await self._senders.check(origin.principal.account_id, submission.sender)
         staged = _Staged(self._clock())
         ids = self._stage(staged, origin, submission, body_sha=None)
         await self._commit(staged)
@@ -182,8 +187,13 @@ class Acceptor:
                         raise shared
                     body, body_sha = shared
                 submission = validate(draft, self._limits, body=body, guess_type=guess_type)
+                if self._senders is not None:
+                    await self._senders.check(origin.principal.account_id, submission.sender)
             except InvalidSubmission as error:
                 result.errors = error.errors
+                continue
+            except SenderNotAllowed as refusal:
+                result.errors = ["Unauthorized", str(refusal)]
                 continue
             result.message_ids = self._stage(staged, origin, submission, body_sha)
         if staged.events:

@@ -22,6 +22,7 @@ from engine.accept import Origin, RawSubmission
 from engine.accounts import Principal
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
+from engine.sender_policy import SenderNotAllowed
 
 log = logging.getLogger("postline.smtp")
 
@@ -106,6 +107,12 @@ class SmtpRelay:
             return replies.NULL_SENDER
         if not is_valid_address(address):
             return replies.BAD_SENDER
+        try:
+            await self._runtime.senders.check(session.principal.account_id, address)
+        except SenderNotAllowed:
+            return replies.SENDER_NOT_ALLOWED
+        except StoreUnavailable:
+            return replies.STORE_UNAVAILABLE
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK

@@ -22,6 +22,7 @@ from engine.dispatch import Dispatch
 from engine.domain_checks import DomainChecker
 from engine.domains import DomainConfig
 from engine.errors import StoreUnavailable
+from engine.sender_policy import SenderDomains
 from engine.store import EventStore
 from engine.suppressions import AutoSuppress
 from projections.delivery_queue import DeliveryQueue
@@ -57,6 +58,7 @@ class Runtime:
         data_dir: Path | None = None,
         domain_config: DomainConfig | None = None,
         domain_check_interval: float = DOMAIN_CHECK_SECONDS,
+        sender_policy: str = "verified",
     ) -> None:
         try:
             with schema_lock(url):
@@ -77,7 +79,8 @@ class Runtime:
         except PersistenceError as error:
             raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
         self.auth = Authenticator(self.store)
-        self.acceptor = Acceptor(self.committer, limits)
+        self.senders = SenderDomains(self.store.db, sender_policy)
+        self.acceptor = Acceptor(self.committer, limits, senders=self.senders)
         self.limits = limits
         self.runs_projections = projections
         self.data_dir = data_dir or settings.data_dir(None)

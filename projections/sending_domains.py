@@ -152,6 +152,19 @@ def verified_domains(db: SqlDatabase) -> list[dict[str, Any]]:
         return [_row(row) for row in cursor.fetchall()]
 
 
+def verified_names(db: SqlDatabase, account_id: int) -> list[str]:
+    """The names of the account's live, DNS-verified domains."""
+    with db.transaction(commit=False) as cursor:
+        cursor.execute(
+            db.prepare(
+                "SELECT name FROM {sending_domains}"
+                " WHERE account_id = ? AND deleted = 0 AND dns_verified = 1"
+            ),
+            (account_id,),
+        )
+        return [row["name"] for row in cursor.fetchall()]
+
+
 def _row(row: Any) -> dict[str, Any]:
     values = dict(row)
     for column in ("dkim_keys", "settings", "records"):

@@ -34,7 +34,7 @@ def through_proxy(tmp_path: Path) -> Iterator[tuple[TcpProxy, LiveServer, str]]:
         parts = urlsplit(direct)
         credentials = parts.netloc.rpartition("@")[0]
         via = parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl()
-        runtime = Runtime(store_url(via, tmp_path))
+        runtime = Runtime(store_url(via, tmp_path), data_dir=tmp_path, sender_policy="any")
         runtime.start()
         account = open_account(runtime.store, "a")
         token = issue_token(runtime.store, account, "t", created_by="tests").token

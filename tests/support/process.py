@@ -37,11 +37,17 @@ def postline(
 
 
 class Serve:
-    """`postline serve` on ephemeral ports; `.url`, `.smtp_ports`, `.banner`; `.stop()`."""
+    """`postline serve` on ephemeral ports; `.url`, `.smtp_ports`, `.banner`; `.stop()`.
+
+    Senders from any domain are allowed unless the arguments say `--sender-policy`: the tests
+    that use this are about other things; the sender policy has tests of its own.
+    """
 
     def __init__(
         self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, log: Path
     ) -> None:
+        if "--sender-policy" not in args:
+            args = (*args, "--sender-policy", "any")
         self._log = log.open("w")
         self.process = subprocess.Popen(
             [
