@@ -117,6 +117,8 @@ async def delete_sending_domain(
         await runtime.run(delete_domain, runtime.store, account, domain_id)
     except NoSuchDomain:
         raise NotFoundException from None
+    await runtime.read_your_writes(runtime.domains)
+    runtime.senders.forget(account)  # a deleted domain stops sending at once
     return Response(None, status_code=204)
 
 
@@ -134,7 +136,9 @@ async def verify_sending_domain(
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:
         raise NotFoundException from None
-    return await _view(runtime, account, domain_id)
+    view = await _view(runtime, account, domain_id)
+    runtime.senders.forget(account)  # a domain verified just now may send at once
+    return view
 
 
 HANDLERS = [

@@ -8,6 +8,7 @@ when the message is delivered. Only the header block is parsed, once, on the acc
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from email.utils import getaddresses
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ METADATA_HEADERS = frozenset({CATEGORY_HEADER.lower(), CUSTOM_VARIABLES_HEADER.l
 # of 17 us per message (the relay's whole budget is a few hundred), and takes raw UTF-8 header
 # values (SMTPUTF8) as UTF-8. Encoded words are still decoded by the `email` package.
 _FIELDS = re.compile(
-    rb"^(subject|x-mt-category|x-mt-custom-variables)[ \t]*:[ \t]*((?:[^\r\n]|\r\n[ \t])*)",
+    rb"^(from|subject|x-mt-category|x-mt-custom-variables)[ \t]*:[ \t]*((?:[^\r\n]|\r\n[ \t])*)",
     re.IGNORECASE | re.MULTILINE,
 )
 _DECODER = msgspec.json.Decoder()
@@ -39,6 +40,7 @@ class RawFacts:
     subject: str | None
     category: str | None
     custom_variables: dict[str, Any] = field(default_factory=dict)
+    from_domain: str | None = None  # the domain of the first From: address, lower case
 
 
 def header_block(data: bytes) -> bytes:
@@ -72,7 +74,11 @@ def inspect(data: bytes, limits: SendLimits = DEFAULT_LIMITS) -> RawFacts:
     if text_category is not None and len(text_category) > limits.max_category_length:
         text_category = None
     variables = fields.get(b"x-mt-custom-variables")
+    author = fields.get(b"from")
+    addresses = getaddresses([_unfold(author.decode("utf-8", "replace"))]) if author else []
+    from_domain = addresses[0][1].rpartition("@")[2].lower() or None if addresses else None
     return RawFacts(
+        from_domain=from_domain,
         subject=_decoded(subject.decode("utf-8", "replace")) if subject is not None else None,
         category=text_category or None,
         custom_variables=custom_variables(

@@ -28,6 +28,7 @@ BARE_NEWLINE = "550 5.5.2 Message contains a bare <LF> or <CR>: lines must end w
 STORE_UNAVAILABLE = "451 4.3.0 Temporary failure: message store unavailable, try again later"
 SENDER_OK = "250 2.1.0 Ok"
 SENDER_NOT_ALLOWED = "550 5.7.1 Sending from domain is not allowed"
+HEADER_FROM_MISMATCH = "550 5.7.1 From: Header does not match the sender's domain"
 RECIPIENT_OK = "250 2.1.5 Ok"
 QUEUED = "250 2.0.0 Ok: queued as {message_id}"
 

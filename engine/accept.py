@@ -34,7 +34,7 @@ from domain.submission import (
 )
 from engine.accounts import Principal
 from engine.committer import GroupCommitter
-from engine.sender_policy import SenderDomains, SenderNotAllowed
+from engine.sender_policy import HeaderFromMismatch, SenderDomains, SenderNotAllowed
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -208,6 +208,10 @@ class Acceptor:
         read from the header for the logs; nothing else is parsed.
         """
         facts = inspect(raw.data, self._limits)
+        if self._senders is not None and self._senders.policy == "verified":
+            envelope_domain = domain_of(raw.sender).lower()
+            if facts.from_domain != envelope_domain:
+                raise HeaderFromMismatch(facts.from_domain, envelope_domain)
         staged = _Staged(self._clock())
         ids = [uuid_compat.uuid7() for _ in raw.recipients]
         prefix = received_header(

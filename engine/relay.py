@@ -22,7 +22,7 @@ from engine.accept import Origin, RawSubmission
 from engine.accounts import Principal
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
-from engine.sender_policy import SenderNotAllowed
+from engine.sender_policy import HeaderFromMismatch, SenderNotAllowed
 
 log = logging.getLogger("postline.smtp")
 
@@ -160,6 +160,8 @@ class SmtpRelay:
         )
         try:
             ids = await self._runtime.acceptor.relay(origin, raw)
+        except HeaderFromMismatch:
+            return replies.HEADER_FROM_MISMATCH
         except (StoreUnavailable, Conflict) as error:
             log.warning("SMTP message from %s not stored: %s", origin.client_ip, error)
             return replies.STORE_UNAVAILABLE

@@ -1,6 +1,7 @@
 """Who may send from which domain: an account sends only from its DNS-verified domains.
 
-Exact domains: a subdomain must be verified on its own (spec §6.3). With the policy `any`
+Exact domains: a subdomain must be verified on its own, and a relayed message's From: header
+must be of the envelope sender's domain (spec §6.3). With the policy `any`
 (`--sender-policy any`, for development), every sender is allowed. Each account's verified
 domains are read from the sending-domains read model and cached for a few seconds, so a check
 on the accept path costs no I/O.
@@ -29,6 +30,13 @@ class SenderNotAllowed(Exception):
             "this account"
         )
         self.domain = domain
+
+
+class HeaderFromMismatch(Exception):
+    """A relayed message whose From: header is not of the envelope sender's domain."""
+
+    def __init__(self, header: str | None, envelope: str) -> None:
+        super().__init__(f"From: header domain {header or '(none)'} is not {envelope}")
 
 
 class SenderDomains:

@@ -102,13 +102,14 @@ def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
     relay = LiveSmtp(runtime, Certificates(tmp_path))
     try:
 
-        def send(sender: str) -> subprocess.CompletedProcess[str]:
+        def send(sender: str, *extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [
                     swaks,
                     *("--server", f"127.0.0.1:{relay.port()}"),
                     *("--auth", "PLAIN", "--auth-user", "api", "--auth-password", account[1]),
                     *("--from", sender, "--to", "a@example.net"),
+                    *extra,
                 ],
                 capture_output=True,
                 text=True,
@@ -118,7 +119,13 @@ def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
         refused = send("shop@example.com")
         assert refused.returncode != 0
         assert "<** 550 5.7.1 Sending from domain is not allowed" in refused.stdout
-        accepted = send("shop@example.org")
+        # the envelope's domain is verified, the From: header's is not that domain
+        other_author = send("shop@example.org", "--header", "From: Shop <shop@example.com>")
+        assert other_author.returncode != 0
+        assert "<** 550 5.7.1 From: Header does not match the sender's domain" in (
+            other_author.stdout
+        )
+        accepted = send("shop@example.org", "--header", 'From: "Shop" <news@EXAMPLE.org>')
         assert accepted.returncode == 0, accepted.stdout
         assert "queued as" in accepted.stdout
     finally:

@@ -135,3 +135,11 @@ def test_received_header_is_safe_and_names_the_protocol() -> None:
     assert plain.startswith(
         b"Received: from unknown (unknown)\r\n\tby h (Postline) with SMTP id q;"
     )
+
+
+def test_the_from_domain_of_a_raw_message() -> None:
+    assert inspect(b'From: "A, B" <a@Mail.Example.ORG>\r\nSubject: x\r\n\r\nbody').from_domain == (
+        "mail.example.org"
+    )
+    assert inspect(b"From:\r\n Ann <ann@example.com>\r\n\r\n").from_domain == "example.com"
+    assert inspect(b"Subject: no author\r\n\r\n").from_domain is None
