@@ -52,6 +52,7 @@ class Message(Aggregate):
         self.format = format
         self.status = "enqueued"
         self.attempts = 0
+        self.suspensions = 0
 
     @event("Queued")
     def queue(self) -> None:
@@ -106,11 +107,22 @@ class Message(Aggregate):
         self.attempts = attempt
         self.status = "not_delivered"
 
+    @event("Suspended")
+    def suspend(self, *, check: int, reason: str, next_check_at: datetime) -> None:
+        """Held: its sending domain is not verified now; checked again at `next_check_at`."""
+        self.suspensions = check
+
     @event("Rejected")
     def reject(self, *, reason: str) -> None:
         """Never sent: something stands in the way (a suppressed recipient)."""
         self.status = "not_delivered"
 
+
+# A message whose sending domain lost its verification while it waited is held and checked
+# again this many times, this far apart, then rejected (spec §3.2).
+SUSPENSION_CHECKS = 10
+SUSPENSION_INTERVAL_SECONDS = 600
+DOMAIN_NOT_VERIFIED = "Sending domain is not verified"
 
 _MESSAGE_TOPIC = get_topic(Message)
 _ACCEPTED = Message.Accepted  # type: ignore[attr-defined]
@@ -119,8 +131,8 @@ _ACCEPTED_FIELDS = frozenset(_ACCEPTED.__dataclass_fields__) - _ENVELOPE
 
 
 def follow_up(kind: type[Any], id: UUID, version: int, timestamp: datetime, **fields: Any) -> Any:
-    """A later event of a `Message` at `version` (Queued, Rejected, SoftBounced, Delivered,
-    Bounced),
+    """A later event of a `Message` at `version` (Queued, Suspended, Rejected, SoftBounced,
+    Delivered, Bounced),
     built without loading the aggregate: the dispatcher and the MTA workers know the version
     from the queue they work from, and record thousands of these a second."""
     expected = frozenset(kind.__dataclass_fields__) - _ENVELOPE

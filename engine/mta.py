@@ -32,7 +32,14 @@ from adapters.dns import MxHost, MxResolver, Route, RouteError
 from adapters.smtp_client import ConnectFailed, MxConnection, Reply
 from domain.addresses import domain_of
 from domain.bounces import BounceRules, parse_reply
-from domain.message import FORMAT_COMPOSITION, Message, follow_up
+from domain.message import (
+    DOMAIN_NOT_VERIFIED,
+    FORMAT_COMPOSITION,
+    SUSPENSION_CHECKS,
+    SUSPENSION_INTERVAL_SECONDS,
+    Message,
+    follow_up,
+)
 from domain.mime import render
 from domain.retry import RetrySchedule
 from domain.rfc5322 import deliverable
@@ -43,6 +50,7 @@ from engine.blobs import BlobReader
 from engine.domains import signing_keys
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
+from engine.sender_policy import SenderNotAllowed
 from projections.delivery_queue import QueuedMessage, Retry, claim, release, renew, settle
 
 log = logging.getLogger("postline.mta")
@@ -129,6 +137,8 @@ class Mta:
         self.delivered = 0  # outcomes recorded by this worker
         self.soft_bounced = 0
         self.bounced = 0
+        self.suspended = 0  # held: the sending domain is not verified now
+        self.rejected = 0  # held for the last time
 
     async def run(self) -> None:
         """Deliver until cancelled.
@@ -231,6 +241,10 @@ class Mta:
         task.add_done_callback(tasks.discard)
 
     async def _route(self, domain: str, messages: list[QueuedMessage]) -> None:
+        if self.runtime.senders.policy == "verified":
+            messages = await self._senders_allowed(messages)
+            if not messages:
+                return
         try:
             route = await self._resolve(domain)
         except RouteError as error:
@@ -246,6 +260,59 @@ class Mta:
         for transaction in transactions(messages, limit):
             site.queue.put_nowait((transaction, route))
         self._staff(site)
+
+    async def _senders_allowed(self, messages: list[QueuedMessage]) -> list[QueuedMessage]:
+        """The messages whose sending domain is verified now; the others are held."""
+        allowed = []
+        for message in messages:
+            try:
+                await self.runtime.senders.check(message.account_id, message.sender)
+            except SenderNotAllowed:
+                self._spawn(self._suspend(message), into=self._records)
+                continue
+            except StoreUnavailable as error:
+                log.warning("cannot check the sender of %s: %s", message.message_id, error)
+                self._forget(message)  # its lease runs out, and it is tried again
+                continue
+            allowed.append(message)
+        return allowed
+
+    async def _suspend(self, message: QueuedMessage) -> None:
+        """Hold a message whose sending domain lost its verification; reject it after the
+        last check (spec §3.2)."""
+        message_id = uuid.UUID(message.message_id)
+        try:
+            aggregate = await self.runtime.run(self.runtime.store.get, message_id)
+            check = (getattr(aggregate, "suspensions", 0) or 0) + 1
+            now = self.clock()
+            version = message.version + 1
+            next_check = now + timedelta(seconds=SUSPENSION_INTERVAL_SECONDS)
+            if check > SUSPENSION_CHECKS:
+                event = follow_up(
+                    Message.Rejected, message_id, version, now, reason=DOMAIN_NOT_VERIFIED
+                )
+            else:
+                event = follow_up(
+                    Message.Suspended,
+                    message_id,
+                    version,
+                    now,
+                    check=check,
+                    reason=DOMAIN_NOT_VERIFIED,
+                    next_check_at=next_check,
+                )
+            await self.runtime.committer.commit([event])
+        except (Conflict, StoreUnavailable) as error:
+            log.info("message %s not held now: %s", message.message_id, error)
+        else:
+            if check > SUSPENSION_CHECKS:
+                self._finished.append(message.message_id)
+                self.rejected += 1
+            else:
+                self._retries.append((message.message_id, next_check, message.attempts, version))
+                self.suspended += 1
+        finally:
+            self._forget(message)
 
     async def _resolve(self, domain: str) -> Route:
         if self.settings.smarthost is not None:

@@ -68,6 +68,7 @@ class DeliveryQueue:
             Message.Delivered,
             Message.Bounced,
             Message.Rejected,
+            Message.Suspended,
         )
     )
 
@@ -93,7 +94,7 @@ class DeliveryQueue:
         yield "CREATE INDEX IF NOT EXISTS delivery_queue_due ON {delivery_queue} (due_at)"
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
-        accepted, due, retries, done = [], [], [], []
+        accepted, due, retries, done, held = [], [], [], [], []
         for _, e in events:
             message_id = str(e.originator_id)
             if isinstance(e, Message.Accepted):
@@ -115,6 +116,15 @@ class DeliveryQueue:
                 )
             elif isinstance(e, Message.Queued):
                 due.append((stored_time(e.timestamp), e.originator_version, message_id))
+            elif isinstance(e, Message.Suspended):
+                held.append(
+                    (
+                        stored_time(e.next_check_at),
+                        e.originator_version,
+                        message_id,
+                        e.originator_version,
+                    )
+                )
             elif isinstance(e, Message.SoftBounced):
                 retries.append(
                     (
@@ -138,6 +148,7 @@ class DeliveryQueue:
             "FROM {rows} WHERE q.message_id = v.message_id AND q.due_at IS NULL",
         )
         _reschedule(db, cursor, retries)
+        _hold(db, cursor, held)
         _remove(db, cursor, done)
 
 
@@ -190,6 +201,21 @@ def _remove(db: SqlDatabase, cursor: Any, rows: list[tuple[str]]) -> None:
         (("message_id", "text"),),
         sqlite="DELETE FROM {delivery_queue} WHERE message_id = ?",
         postgres="DELETE FROM {delivery_queue} AS q USING {rows} WHERE q.message_id = v.message_id",
+    )
+
+
+def _hold(db: SqlDatabase, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Suspended: `(next check, version, message_id, version)` rows wait, unleased, without
+    counting a delivery attempt, unless the row already reflects a later event."""
+    db.execute_each(
+        cursor,
+        [row[:3] for row in rows] if db.dialect == "postgres" else rows,
+        (("due_at", "timestamptz"), ("version", "bigint"), ("message_id", "text")),
+        sqlite="UPDATE {delivery_queue} SET due_at = ?, version = ?, lease_until = NULL,"
+        " leased_by = NULL WHERE message_id = ? AND version < ?",
+        postgres="UPDATE {delivery_queue} AS q SET due_at = v.due_at, version = v.version,"
+        " lease_until = NULL, leased_by = NULL FROM {rows}"
+        " WHERE q.message_id = v.message_id AND q.version < v.version",
     )
 
 

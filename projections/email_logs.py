@@ -50,6 +50,7 @@ class EmailLogs:
         for kind in (
             Message.Accepted,
             Message.Rejected,
+            Message.Suspended,
             Message.SoftBounced,
             Message.Delivered,
             Message.Bounced,
@@ -102,7 +103,7 @@ class EmailLogs:
                 message_id = str(e.originator_id)
                 kind, details = _outcome(e)
                 history.append((message_id, position, kind, stored_time(e.timestamp), details))
-                if kind != "soft_bounce":
+                if kind not in ("soft_bounce", "suspension"):
                     statuses[message_id] = "delivered" if kind == "delivery" else "not_delivered"
                 continue
             message_id = str(e.originator_id)
@@ -138,6 +139,8 @@ def _outcome(e: Any) -> tuple[str, str]:
     """The history entry of a delivery attempt, in the API's words (event type, details)."""
     if isinstance(e, Message.Rejected):
         return "reject", _ENCODER.encode({"reject_reason": e.reason}).decode()
+    if isinstance(e, Message.Suspended):
+        return "suspension", _ENCODER.encode({"reason": e.reason}).decode()
     details: dict[str, Any] = {
         "sending_ip": e.sending_ip,
         "recipient_mx": e.mx,

@@ -83,7 +83,8 @@ def deliver(
     shaping: Shaping | None = None,
     **settings: Any,
 ) -> tuple[list[str], Mta]:
-    """Send one message to `recipients` and run the MTA until `done` outcomes are final."""
+    """Send one message to `recipients` (none: send nothing) and run the MTA until `done`
+    outcomes are final."""
     mta = Mta(
         runtime,
         MtaSettings(
@@ -116,10 +117,10 @@ def deliver(
         await runtime.start_background()
         worker = asyncio.create_task(mta.run())
         try:
-            ids = await runtime.acceptor.send(ORIGIN, draft)
+            ids = await runtime.acceptor.send(ORIGIN, draft) if recipients else []
             for _ in range(400):
                 await asyncio.sleep(0.05)
-                if mta.delivered + mta.bounced >= done:
+                if mta.delivered + mta.bounced + mta.rejected >= done:
                     break
             return ids
         finally:
@@ -352,3 +353,53 @@ def test_a_hard_bounce_suppresses_the_recipient_for_that_stream(
     assert history(runtime, other_stream)[:2] == ("enqueued", ["sending"])
     runtime.queue.catch_up()
     assert pending(runtime.store.db) == 1  # the bulk copy waits for delivery; the other is gone
+
+
+def test_mail_from_a_domain_that_lost_verification_is_held_then_rejected(
+    runtime: Runtime,
+    dns_server: LocalDns,
+    sink: MxSink,
+    account: tuple[int, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert account[0] == ORIGIN.principal.account_id == 1
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    domain_id = add_domain(runtime.store, runtime.secrets, runtime.domain_config, 1, "example.com")
+    runtime.domains.catch_up()
+    row = find_domain(runtime.store.db, 1, domain_id)
+    assert row is not None
+    records = expected(row, runtime.domain_config)
+    for record in records:
+        dns_server.zone.txt[record.domain] = record.value
+    asyncio.run(runtime.domain_checker.check(1, domain_id))
+    runtime.domains.catch_up()
+    runtime.senders.policy = "verified"
+    draft = msgspec.convert(
+        {
+            "from": {"email": "shop@example.com"},
+            "to": [{"email": "ok@sink.test"}],
+            "subject": "s",
+            "text": "x",
+        },
+        Draft,
+    )
+    (held,) = asyncio.run(runtime.acceptor.send(ORIGIN, draft))
+    runtime.dispatcher.catch_up()
+    runtime.queue.catch_up()
+    # accepted while verified; then the DKIM record breaks and the check notices
+    dkim1 = next(r for r in records if r.key == "dkim1")
+    dns_server.zone.txt[dkim1.domain] = "v=DKIM1; k=rsa; p=AAAA"
+    asyncio.run(runtime.domain_checker.check(1, domain_id))
+    runtime.domains.catch_up()
+    runtime.senders.forget(1)
+    monkeypatch.setattr("engine.mta.SUSPENSION_CHECKS", 2)
+    monkeypatch.setattr("engine.mta.SUSPENSION_INTERVAL_SECONDS", 0.1)
+
+    _, mta = deliver(runtime, dns_server, sink, [], done=1)
+    assert (mta.suspended, mta.rejected, sink.received) == (2, 1, [])
+    status, events, details = history(runtime, held)
+    assert (status, events) == (
+        "not_delivered",
+        ["sending", "suspension", "suspension", "reject"],
+    )
+    assert details == {"reject_reason": "Sending domain is not verified"}
