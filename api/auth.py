@@ -3,6 +3,7 @@
 from typing import Any
 
 from litestar import Request
+from litestar.exceptions import NotFoundException
 
 from api.errors import Unauthorized
 from engine.accounts import Principal
@@ -31,3 +32,12 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     if principal is None:
         raise Unauthorized
     return principal
+
+
+async def account_scope(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
+    """The runtime and the caller's account, for a path under `/api/accounts/{account_id}`:
+    another account's id answers 404, as if nothing were there."""
+    principal = await authenticate(request)
+    if account_id != principal.account_id:
+        raise NotFoundException
+    return request.app.state.runtime, principal.account_id

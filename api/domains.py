@@ -10,7 +10,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import authenticate
+from api.auth import account_scope
 from api.body import read_json
 from api.errors import BadRequest
 from engine.domains import (
@@ -26,13 +26,6 @@ from projections.sending_domains import find_domain, list_domains
 
 TAGS = ["Sending domains"]
 PATH = "/api/accounts/{account_id:int}/sending_domains"
-
-
-async def _account(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
-    principal = await authenticate(request)
-    if account_id != principal.account_id:
-        raise NotFoundException
-    return request.app.state.runtime, principal.account_id
 
 
 def _fields(data: Any) -> dict[str, Any]:
@@ -57,7 +50,7 @@ async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, 
 async def list_sending_domains(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     await runtime.read_your_writes(runtime.domains)
     rows = await runtime.run(list_domains, runtime.store.db, account)
     return {"data": [domain_view(row, runtime.domain_config) for row in rows]}
@@ -67,7 +60,7 @@ async def list_sending_domains(
 async def create_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     name = _fields(await read_json(request, dict)).get("domain_name")
     if not isinstance(name, str) or not name.strip():
         raise BadRequest(["domain_name is required"], 422)
@@ -84,7 +77,7 @@ async def create_sending_domain(
 async def get_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     return await _view(runtime, account, domain_id)
 
 
@@ -94,7 +87,7 @@ async def update_sending_domain(
     account_id: FromPath[int],
     domain_id: FromPath[int],
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     changes = _fields(await read_json(request, dict))
     wrong = [k for k, v in changes.items() if not isinstance(v, bool)]
     if wrong:
@@ -112,7 +105,7 @@ async def update_sending_domain(
 async def delete_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     try:
         await runtime.run(delete_domain, runtime.store, account, domain_id)
     except NoSuchDomain:
@@ -131,7 +124,7 @@ async def delete_sending_domain(
 async def verify_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     try:
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:

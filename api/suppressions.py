@@ -13,25 +13,17 @@ from litestar import Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import authenticate
+from api.auth import account_scope
 from api.body import read_json
 from api.errors import BadRequest
 from domain.addresses import is_valid_address
 from domain.suppressions import STREAMS, TYPES
 from engine.domains import NoSuchDomain, get_domain
-from engine.runtime import Runtime
 from engine.suppressions import reactivate, suppress
 from projections.suppressions import find_suppression, list_suppressions
 
 TAGS = ["Suppressions"]
 PATH = "/api/accounts/{account_id:int}/suppressions"
-
-
-async def _account(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
-    principal = await authenticate(request)
-    if account_id != principal.account_id:
-        raise NotFoundException
-    return request.app.state.runtime, principal.account_id
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -47,7 +39,7 @@ def _time(name: str, value: str | None) -> datetime | None:
 async def list_suppressed(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> list[dict[str, Any]]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     query = request.query_params
     await runtime.read_your_writes(runtime.suppressions)
     found = await runtime.run(
@@ -69,7 +61,7 @@ async def list_suppressed(
 async def add_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     body = await read_json(request, dict)
     email, domain_id = body.get("email"), body.get("domain_id")
     stream, kind = body.get("sending_stream"), body.get("type") or "manual import"
@@ -116,7 +108,7 @@ async def add_suppression(
 async def remove_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int], suppression_id: FromPath[str]
 ) -> Response[dict[str, Any]]:
-    runtime, account = await _account(request, account_id)
+    runtime, account = await account_scope(request, account_id)
     try:
         record_id = uuid.UUID(suppression_id)
     except ValueError:
