@@ -6,6 +6,7 @@ of an installation needs the same key: on several hosts, set the variable.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -48,8 +49,8 @@ def secret_box(data_dir: Path) -> SecretBox:
     path = data_dir / SECRET_KEY_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        draft = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}"
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor, name = tempfile.mkstemp(prefix=f".{SECRET_KEY_FILE}.", dir=data_dir)
+        draft = Path(name)  # mkstemp: mode 0600, a name no other process has
         with os.fdopen(descriptor, "wb") as file:
             file.write(Fernet.generate_key())
         try:

@@ -20,6 +20,8 @@ from engine.domains import (
     change_settings,
     delete_domain,
     domain_view,
+    get_domain,
+    row_of,
 )
 from engine.runtime import Runtime
 from projections.sending_domains import find_domain, list_domains
@@ -38,11 +40,21 @@ def _fields(data: Any) -> dict[str, Any]:
     raise BadRequest(['the body must be {"sending_domain": {...}}'], 422)
 
 
+MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing
+
+
 async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
+    if not 0 < domain_id <= MAX_ID:
+        raise NotFoundException
     await runtime.read_your_writes(runtime.domains)
     row = await runtime.run(find_domain, runtime.store.db, account_id, domain_id)
     if row is None:
-        raise NotFoundException
+        # Not in the read model (yet): the log has the answer, whether it lags or not.
+        try:
+            domain = await runtime.run(get_domain, runtime.store, account_id, domain_id)
+        except NoSuchDomain:
+            raise NotFoundException from None
+        row = row_of(domain)
     return domain_view(row, runtime.domain_config)
 
 
@@ -88,6 +100,8 @@ async def update_sending_domain(
     domain_id: FromPath[int],
 ) -> dict[str, Any]:
     runtime, account = await account_scope(request, account_id)
+    if not 0 < domain_id <= MAX_ID:
+        raise NotFoundException
     changes = _fields(await read_json(request, dict))
     wrong = [k for k, v in changes.items() if not isinstance(v, bool)]
     if wrong:
@@ -106,6 +120,8 @@ async def delete_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
     runtime, account = await account_scope(request, account_id)
+    if not 0 < domain_id <= MAX_ID:
+        raise NotFoundException
     try:
         await runtime.run(delete_domain, runtime.store, account, domain_id)
     except NoSuchDomain:
@@ -125,6 +141,8 @@ async def verify_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
     runtime, account = await account_scope(request, account_id)
+    if not 0 < domain_id <= MAX_ID:
+        raise NotFoundException
     try:
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:

@@ -74,6 +74,7 @@ class Message(Aggregate):
     ) -> None:
         """A temporary failure (4xx, timeout, no connection); tried again at `next_attempt_at`."""
         self.attempts = attempt
+        self.suspensions = 0  # it was tried: a later suspension starts counting afresh
 
     @event("Delivered")
     def deliver(

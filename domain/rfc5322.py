@@ -40,7 +40,7 @@ class RawFacts:
     subject: str | None
     category: str | None
     custom_variables: dict[str, Any] = field(default_factory=dict)
-    from_domain: str | None = None  # the domain of the first From: address, lower case
+    from_domains: tuple[str, ...] = ()  # the domain of every From: address, lower case
 
 
 def header_block(data: bytes) -> bytes:
@@ -66,19 +66,22 @@ def has_bare_newline(data: bytes) -> bool:
 def inspect(data: bytes, limits: SendLimits = DEFAULT_LIMITS) -> RawFacts:
     """Subject, category and custom variables of a raw message (invalid metadata is ignored)."""
     fields: dict[bytes, bytes] = {}
+    authors: list[str] = []  # every From: field, should there be several
     for name, value in _FIELDS.findall(header_block(data)):
         fields.setdefault(name.lower(), value)  # the first of each counts, as with Mailtrap
+        if name.lower() == b"from":
+            authors.append(_unfold(value.decode("utf-8", "replace")))
     subject = fields.get(b"subject")
     category = fields.get(b"x-mt-category")
     text_category = _unfold(category.decode("utf-8", "replace")) if category else None
     if text_category is not None and len(text_category) > limits.max_category_length:
         text_category = None
     variables = fields.get(b"x-mt-custom-variables")
-    author = fields.get(b"from")
-    addresses = getaddresses([_unfold(author.decode("utf-8", "replace"))]) if author else []
-    from_domain = addresses[0][1].rpartition("@")[2].lower() or None if addresses else None
+    from_domains = tuple(
+        address.rpartition("@")[2].lower() for _, address in getaddresses(authors) if address
+    )
     return RawFacts(
-        from_domain=from_domain,
+        from_domains=from_domains,
         subject=_decoded(subject.decode("utf-8", "replace")) if subject is not None else None,
         category=text_category or None,
         custom_variables=custom_variables(

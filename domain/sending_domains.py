@@ -74,12 +74,13 @@ class SendingDomain(Aggregate):
         self.deleted = True
 
     def record_check(self, records: list[dict[str, Any]], required: set[str], at: datetime) -> None:
-        """Record a DNS check; verified when every required record passes, lost otherwise."""
+        """Record a DNS check: verified when every required record passes; lost when one is
+        found wrong or gone (a lookup that failed proves nothing either way)."""
         self._checked(records, at)
-        failing = sorted(
-            r["key"] for r in records if r["key"] in required and r["status"] != "pass"
-        )
-        if not failing and not self.dns_verified:
+        required_results = [r for r in records if r["key"] in required]
+        passing = all(r["status"] == "pass" for r in required_results)
+        failing = sorted(r["key"] for r in required_results if r["status"] in ("fail", "missing"))
+        if passing and not self.dns_verified:
             self._verified(at)
         elif failing and self.dns_verified:
             self._lost(failing)

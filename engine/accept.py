@@ -133,6 +133,10 @@ class _Staged:
         return [str(message_id) for message_id in ids]
 
 
+def _ascii(domain: str) -> str:
+    return ascii_domain(domain) or domain.lower()
+
+
 class Acceptor:
     """Turns validated submissions into committed `Message` aggregates."""
 
@@ -209,9 +213,10 @@ class Acceptor:
         """
         facts = inspect(raw.data, self._limits)
         if self._senders is not None and self._senders.policy == "verified":
-            envelope_domain = domain_of(raw.sender).lower()
-            if facts.from_domain != envelope_domain:
-                raise HeaderFromMismatch(facts.from_domain, envelope_domain)
+            envelope = _ascii(domain_of(raw.sender))
+            authors = {_ascii(domain) for domain in facts.from_domains}
+            if authors != {envelope}:  # none, or one of another domain
+                raise HeaderFromMismatch(", ".join(sorted(authors)) or None, envelope)
         staged = _Staged(self._clock())
         ids = [uuid_compat.uuid7() for _ in raw.recipients]
         prefix = received_header(

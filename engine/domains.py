@@ -8,6 +8,7 @@ aggregate decides whether that verifies the domain or loses its verification.
 """
 
 import asyncio
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from engine.errors import Conflict
 from engine.store import EventStore
 from projections.sending_domains import verified_domains
 from projections.times import api_time
+
+log = logging.getLogger("postline.domains")
 
 ALLOCATION_ATTEMPTS = 20
 # Mailbox providers' own domains: nobody proves ownership of these (spec §6.2).
@@ -108,7 +111,7 @@ def add_domain(
                 key=domain_name,
                 owner=domain.id,
             )
-        elif claim.owner is None:
+        elif claim.owner is None or _may_take_over(store, claim.owner, account_id):
             claim.reclaim(domain.id)
         else:
             raise DomainRefused(f"{domain_name} has already been added")
@@ -118,6 +121,15 @@ def add_domain(
             continue  # another process took the number or the name: look again
         return number
     raise Conflict("could not allocate a sending domain id")
+
+
+def _may_take_over(store: EventStore, owner_id: Any, account_id: int) -> bool:
+    """Whether another account's claim of a name may pass to this one: only while it is
+    unproven (not DNS-verified), so that adding a name nobody verifies blocks nobody."""
+    owner = store.get(owner_id)
+    if not isinstance(owner, SendingDomain) or owner.deleted:
+        return True
+    return owner.account_id != account_id and not owner.dns_verified
 
 
 def get_domain(store: EventStore, account_id: int, domain_id: int) -> SendingDomain:
@@ -213,6 +225,21 @@ def _new_key(box: SecretBox, selector: str, algorithm: str) -> dict[str, str]:
     }
 
 
+def row_of(domain: SendingDomain) -> dict[str, Any]:
+    """An aggregate as a read-model row (when the read model has not caught up yet)."""
+    return {
+        "domain_id": domain.domain_id,
+        "name": domain.name,
+        "verification_token": domain.verification_token,
+        "dkim_keys": domain.dkim_keys,
+        "settings": domain.settings,
+        "records": domain.records,
+        "checked_at": domain.checked_at,
+        "dns_verified": domain.dns_verified,
+        "dns_verified_at": domain.dns_verified_at,
+    }
+
+
 def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
     """A read-model row in the API's shape (the SDK's `SendingDomain`).
 
@@ -263,7 +290,10 @@ def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
     keys = []
     for row in verified_domains(db):
         first = row["dkim_keys"][0]
-        keys.append(load_key(row["name"], first["selector"], box.open(first["private"])))
+        try:
+            keys.append(load_key(row["name"], first["selector"], box.open(first["private"])))
+        except ValueError as error:  # SecretError, InvalidKeys: this domain goes unsigned
+            log.warning("DKIM key of %s cannot be used: %s", row["name"], error)
     return keys
 
 

@@ -125,6 +125,8 @@ def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
         assert "<** 550 5.7.1 From: Header does not match the sender's domain" in (
             other_author.stdout
         )
+        two_authors = send("shop@example.org", "--header", "From: a@example.org, ceo@bank.example")
+        assert "<** 550 5.7.1 From: Header does not match" in two_authors.stdout
         accepted = send("shop@example.org", "--header", 'From: "Shop" <news@EXAMPLE.org>')
         assert accepted.returncode == 0, accepted.stdout
         assert "queued as" in accepted.stdout

@@ -138,6 +138,12 @@ def test_names_are_checked_and_unique_until_deleted(
     first = add_domain(runtime.store, box, config, account_id, DOMAIN)
     with pytest.raises(DomainRefused, match="already been added"):
         add_domain(runtime.store, box, config, account_id, DOMAIN)
+    # another account may take over a name nobody has proven, not one that is verified
+    other = open_account(runtime.store, "Other")
+    taken = add_domain(runtime.store, box, config, other, DOMAIN)
+    with pytest.raises(DomainRefused, match="already been added"):
+        add_domain(runtime.store, box, config, other, DOMAIN)
+    delete_domain(runtime.store, other, taken)
     delete_domain(runtime.store, account_id, first)
     second = add_domain(runtime.store, box, config, account_id, DOMAIN)
     assert second != first
@@ -186,6 +192,8 @@ def test_another_account_sees_none_of_it(
         ("DELETE", one),
         ("POST", f"{one}/verify"),
         ("GET", f"/api/accounts/{other}/sending_domains/{domain_id}"),
+        ("GET", f"/api/accounts/{other}/sending_domains/{2**70}"),  # beyond 64 bits
+        ("DELETE", f"/api/accounts/{other}/sending_domains/{2**70}"),
         ("DELETE", f"/api/accounts/{other}/sending_domains/{domain_id}"),
     ]:
         body = {"sending_domain": {"open_tracking_enabled": True}} if method == "PATCH" else None

@@ -138,8 +138,9 @@ def test_received_header_is_safe_and_names_the_protocol() -> None:
 
 
 def test_the_from_domain_of_a_raw_message() -> None:
-    assert inspect(b'From: "A, B" <a@Mail.Example.ORG>\r\nSubject: x\r\n\r\nbody').from_domain == (
-        "mail.example.org"
-    )
-    assert inspect(b"From:\r\n Ann <ann@example.com>\r\n\r\n").from_domain == "example.com"
-    assert inspect(b"Subject: no author\r\n\r\n").from_domain is None
+    first = inspect(b'From: "A, B" <a@Mail.Example.ORG>\r\nSubject: x\r\n\r\nbody')
+    assert first.from_domains == ("mail.example.org",)
+    assert inspect(b"From:\r\n Ann <ann@example.com>\r\n\r\n").from_domains == ("example.com",)
+    several = inspect(b"From: a@example.org, b@bank.example\r\nFrom: c@x.example\r\n\r\n")
+    assert several.from_domains == ("example.org", "bank.example", "x.example")
+    assert inspect(b"Subject: no author\r\n\r\n").from_domains == ()

@@ -51,6 +51,15 @@ def test_verified_once_when_every_required_record_passes_then_lost_once() -> Non
     ]
 
 
+def test_a_failed_lookup_neither_verifies_nor_unverifies() -> None:
+    d = domain()
+    d.record_check(results(spf="network_error", dkim1="pass"), REQUIRED, NOW)
+    assert not d.dns_verified
+    d.record_check(results(spf="pass", dkim1="pass"), REQUIRED, NOW)
+    d.record_check(results(spf="network_error", dkim1="network_error"), REQUIRED, NOW)
+    assert d.dns_verified  # the resolver was down: that proves nothing about the records
+
+
 def test_settings_change_only_known_names_and_only_when_different() -> None:
     d = domain()
     d.change_settings({"open_tracking_enabled": False})  # already so: no event
