@@ -48,8 +48,15 @@ def docs(request: Request[Any, Any, Any]) -> bytes:
     return _SWAGGER.render(request, request.app.openapi_schema.to_schema())
 
 
-def create_app(runtime: Runtime, *, enable_noop: bool = False, debug: bool = False) -> Litestar:
-    """The HTTP API of one Postline process."""
+def create_app(
+    runtime: Runtime,
+    *,
+    enable_noop: bool = False,
+    debug: bool = False,
+    suppression_rate: str = suppressions.DEFAULT_RATE,
+) -> Litestar:
+    """The HTTP API of one Postline process (`suppression_rate`: calls per account to the
+    suppressions API, as `limits` writes it)."""
     handlers: list[Any] = [
         sending.transactional,
         sending.bulk,
@@ -101,4 +108,5 @@ def create_app(runtime: Runtime, *, enable_noop: bool = False, debug: bool = Fal
         logging_config=None,
     )
     app.state.runtime = runtime
+    app.state.suppression_limit = suppressions.RateLimit(suppression_rate)
     return app

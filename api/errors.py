@@ -34,6 +34,10 @@ class Unauthorized(Exception):
     """No token, or a token that is unknown or revoked."""
 
 
+class TooManyRequests(Exception):
+    """A rate limit of the account-level APIs was reached."""
+
+
 class BadRequest(Exception):
     """The request is malformed; `errors` say how."""
 
@@ -156,6 +160,12 @@ def on_sender_not_allowed(
     return error_response(request, 401, ["Unauthorized", str(error)])
 
 
+def on_too_many(request: Request[Any, Any, Any], _: TooManyRequests) -> Response[Any]:
+    return Response(
+        {"errors": "Rate limit exceeded"}, status_code=429, headers={"Retry-After": "60"}
+    )
+
+
 def on_conflict(request: Request[Any, Any, Any], _: Conflict) -> Response[Any]:
     return error_response(request, 409, ["a concurrent change won; retry the request"])
 
@@ -182,6 +192,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: on_http_error,
     StoreUnavailable: on_store_unavailable,
     Conflict: on_conflict,
+    TooManyRequests: on_too_many,
     SenderNotAllowed: on_sender_not_allowed,
     Exception: on_internal_error,
 }

@@ -9,21 +9,46 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from limits import parse as parse_limit
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from litestar import Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from api.auth import account_scope
 from api.body import read_json
-from api.errors import BadRequest
+from api.errors import BadRequest, TooManyRequests
 from domain.addresses import is_valid_address
 from domain.suppressions import STREAMS, TYPES
 from engine.domains import NoSuchDomain, get_domain
+from engine.runtime import Runtime
 from engine.suppressions import reactivate, suppress
 from projections.suppressions import find_suppression, list_suppressions
 
 TAGS = ["Suppressions"]
 PATH = "/api/accounts/{account_id:int}/suppressions"
+# Mailtrap allows 10 suppression calls a minute per account (429 beyond); counted per process.
+DEFAULT_RATE = "10/minute"
+
+
+class RateLimit:
+    """Calls per account, in a moving window (the `limits` library)."""
+
+    def __init__(self, rate: str) -> None:
+        self._item = parse_limit(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def allows(self, account_id: int) -> bool:
+        return await self._limiter.hit(self._item, "suppressions", str(account_id))
+
+
+async def _scope(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
+    """The caller's account, within the suppression API's rate limit."""
+    runtime, account = await account_scope(request, account_id)
+    if not await request.app.state.suppression_limit.allows(account):
+        raise TooManyRequests
+    return runtime, account
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -39,7 +64,7 @@ def _time(name: str, value: str | None) -> datetime | None:
 async def list_suppressed(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> list[dict[str, Any]]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, account = await _scope(request, account_id)
     query = request.query_params
     await runtime.read_your_writes(runtime.suppressions)
     found = await runtime.run(
@@ -61,7 +86,7 @@ async def list_suppressed(
 async def add_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, account = await _scope(request, account_id)
     body = await read_json(request, dict)
     email, domain_id = body.get("email"), body.get("domain_id")
     stream, kind = body.get("sending_stream"), body.get("type") or "manual import"
@@ -108,7 +133,7 @@ async def add_suppression(
 async def remove_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int], suppression_id: FromPath[str]
 ) -> Response[dict[str, Any]]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, account = await _scope(request, account_id)
     try:
         record_id = uuid.UUID(suppression_id)
     except ValueError:

@@ -105,3 +105,23 @@ def test_bad_input_and_another_account(
     )
     assert with_my_domain.status_code == 422
     assert [r["id"] for r in live.client.get(base, headers=headers).json()] == [record["id"]]
+
+
+def test_more_than_ten_calls_a_minute_answer_429(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    owner, token = account
+    headers = {"Authorization": f"Bearer {token}"}
+    live = LiveServer(runtime, suppression_rate="10/minute")  # Mailtrap's limit, as shipped
+    try:
+        base = f"/api/accounts/{owner}/suppressions"
+        answers = [live.client.get(base, headers=headers).status_code for _ in range(11)]
+        assert answers == [200] * 10 + [429]
+        limited = live.client.get(base, headers=headers)
+        assert limited.json() == {"errors": "Rate limit exceeded"}
+        other = open_account(runtime.store, "Other")
+        theirs = issue_token(runtime.store, other, "t", created_by="t").token
+        fine = live.client.get(f"/api/accounts/{other}/suppressions", headers={"Api-Token": theirs})
+        assert fine.status_code == 200  # counted per account
+    finally:
+        live.stop()
