@@ -38,6 +38,7 @@ class DomainChecker:
             results = await check_records(self.lookup, expected(domain, config))
             try:
                 await self.runtime.run(record_check, store, config, account_id, domain_id, results)
+                self.runtime.domains_changed()
                 return
             except Conflict:
                 if attempt == CHECK_ATTEMPTS:

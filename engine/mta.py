@@ -75,7 +75,9 @@ class MtaSettings:
     tick: float = 0.25
     # After a partial batch, let the queue fill a little: fewer, larger claims.
     claim_coalesce: float = 0.02
-    key_refresh: float = 60.0  # how often the verified domains' DKIM keys are reloaded
+    # how often the verified domains' DKIM keys are reloaded (a check in this process reloads
+    # them at once)
+    key_refresh: float = 60.0
     connect_timeout: float = 30.0
     command_timeout: float = 600.0  # RFC 5321 §4.5.3.2: up to 10 minutes after the data
     tls: bool = True
@@ -168,6 +170,7 @@ class Mta:
         scheduler.start()
         await self.refresh_keys()
         self.runtime.on_queued(self.wake)
+        self.runtime.on_domains_changed(self._keys_changed)
         # Claim again only once there is room for a good part of a batch: claiming one
         # message per delivery would cost a transaction each.
         low_water = self.settings.max_in_flight - max(1, self.settings.batch_size // 4)
@@ -195,6 +198,7 @@ class Mta:
         finally:
             self._stopping = True
             self.runtime.on_queued(self.wake, remove=True)
+            self.runtime.on_domains_changed(self._keys_changed, remove=True)
             scheduler.shutdown(wait=False)
             flusher.cancel()
             while self._tasks:
@@ -217,6 +221,14 @@ class Mta:
             log.warning("DKIM keys of sending domains not loaded: %s", error)
             return
         self.signer = self._configured_signer.with_keys(keys)
+
+    def _keys_changed(self) -> None:
+        # after the read model has the check: the keys are read from it
+        async def refresh() -> None:
+            await self.runtime.read_your_writes(self.runtime.domains)
+            await self.refresh_keys()
+
+        self._spawn(refresh())
 
     def wake(self) -> None:
         """Look for due mail now (called when this process has queued some)."""

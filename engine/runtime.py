@@ -93,6 +93,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._queued_listeners: list[Callable[[], None]] = []
+        self._domain_listeners: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Start the committer (synchronous part of start-up)."""
@@ -154,6 +155,18 @@ class Runtime:
             self._queued_listeners.remove(listener)
         else:
             self._queued_listeners.append(listener)
+
+    def on_domains_changed(self, listener: Callable[[], None], *, remove: bool = False) -> None:
+        """Call `listener` (on the event loop) when this process has checked a sending domain:
+        its verification, and so its DKIM key, may have changed."""
+        if remove:
+            self._domain_listeners.remove(listener)
+        else:
+            self._domain_listeners.append(listener)
+
+    def domains_changed(self) -> None:
+        for listener in list(self._domain_listeners):
+            listener()
 
     def _poke(self) -> None:
         loop = self._loop

@@ -267,13 +267,45 @@ def test_a_verified_sending_domain_signs_with_its_own_key(
     assert row is not None
     for record in expected(row, runtime.domain_config):
         dns_server.zone.txt[record.domain] = record.value
-    asyncio.run(runtime.domain_checker.check(account_id, domain_id))
-    runtime.domains.catch_up()
+    mta = Mta(
+        runtime,
+        MtaSettings(helo="postline.test", mx_port=sink.port, tick=0.05, tls=False),
+        resolver=MxResolver(dns_server.nameservers, timeout=2),
+        signer=Signer(),
+    )
+    draft = msgspec.convert(
+        {
+            "from": {"email": "shop@example.com"},
+            "to": [{"email": "ok@sink.test"}],
+            "subject": "s",
+            "text": "x",
+        },
+        Draft,
+    )
 
-    deliver(runtime, dns_server, sink, ["ok@sink.test"], done=1)
+    async def verified_while_running() -> None:
+        await runtime.start_background()
+        worker = asyncio.create_task(mta.run())
+        try:
+            await asyncio.sleep(0.2)  # running, with no key for example.com yet
+            # verified by this process: the MTA takes the key at once, not at its next reload
+            await runtime.domain_checker.check(account_id, domain_id)
+            await asyncio.sleep(0.5)
+            await runtime.acceptor.send(ORIGIN, draft)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if mta.delivered:
+                    break
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await runtime.stop_background()
+
+    asyncio.run(verified_while_running())
     (received,) = sink.received
-    assert b"d=example.com;" in received.data.split(b"\r\n\r\n")[0]
-    assert b"s=pl1;" in received.data.split(b"\r\n\r\n")[0]
+    head = received.data.split(b"\r\n\r\n")[0]
+    assert b"d=example.com;" in head
+    assert b"s=pl1;" in head
     assert dkim.verify(received.data, dnsfunc=txt_from(dns_server))
 
 
