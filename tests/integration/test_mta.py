@@ -15,19 +15,19 @@ import pytest
 
 from adapters.dkim_signing import Signer, load_key
 from adapters.dns import MxResolver, RecordLookup
+from domain.dns_records import ExpectedRecord
 from domain.retry import RetrySchedule
 from domain.shaping import Shaping
 from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal
 from engine.dkim_keys import create_key
-from engine.domains import add_domain, expected
+from engine.domains import add_domain, expected, get_domain
 from engine.mta import Mta, MtaSettings
 from engine.policy import shipped
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
-from projections.sending_domains import find_domain
 from projections.suppressions import list_suppressions
 from tests.support.dns import LocalDns, Zone
 from tests.support.mx_sink import MxSink
@@ -129,6 +129,32 @@ def deliver(
             await runtime.stop_background()
 
     return asyncio.run(main()), mta
+
+
+def message_to(recipient: str, subject: str = "s") -> Draft:
+    return msgspec.convert(
+        {
+            "from": {"email": "shop@example.com"},
+            "to": [{"email": recipient}],
+            "subject": subject,
+            "text": "x",
+        },
+        Draft,
+    )
+
+
+def published_domain(
+    runtime: Runtime, dns_server: LocalDns, account_id: int
+) -> tuple[int, list[ExpectedRecord]]:
+    """The account's sending domain example.com, every record published in the test DNS."""
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, "example.com"
+    )
+    records = expected(get_domain(runtime.store, account_id, domain_id), runtime.domain_config)
+    for record in records:
+        dns_server.zone.txt[record.domain] = record.value
+    return domain_id, records
 
 
 def txt_from(dns_server: LocalDns) -> Callable[..., bytes | None]:
@@ -258,30 +284,14 @@ def test_a_verified_sending_domain_signs_with_its_own_key(
     runtime: Runtime, dns_server: LocalDns, sink: MxSink, account: tuple[int, str]
 ) -> None:
     account_id, _ = account
-    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
-    domain_id = add_domain(
-        runtime.store, runtime.secrets, runtime.domain_config, account_id, "example.com"
-    )
-    runtime.domains.catch_up()
-    row = find_domain(runtime.store.db, account_id, domain_id)
-    assert row is not None
-    for record in expected(row, runtime.domain_config):
-        dns_server.zone.txt[record.domain] = record.value
+    domain_id, _ = published_domain(runtime, dns_server, account_id)
     mta = Mta(
         runtime,
         MtaSettings(helo="postline.test", mx_port=sink.port, tick=0.05, tls=False),
         resolver=MxResolver(dns_server.nameservers, timeout=2),
         signer=Signer(),
     )
-    draft = msgspec.convert(
-        {
-            "from": {"email": "shop@example.com"},
-            "to": [{"email": "ok@sink.test"}],
-            "subject": "s",
-            "text": "x",
-        },
-        Draft,
-    )
+    draft = message_to("ok@sink.test")
 
     async def verified_while_running() -> None:
         await runtime.start_background()
@@ -366,15 +376,7 @@ def test_a_hard_bounce_suppresses_the_recipient_for_that_stream(
     assert listed["message_bounce_category"] == "badrecipient"
     assert listed["message_subject"] == "Your order"
 
-    draft = msgspec.convert(
-        {
-            "from": {"email": "shop@example.com"},
-            "to": [{"email": "Unknown@sink.test"}],
-            "subject": "Again",
-            "text": "x",
-        },
-        Draft,
-    )
+    draft = message_to("Unknown@sink.test", "Again")
     bulk = Origin(ORIGIN.principal, "bulk", "api", None)
     again = asyncio.run(runtime.acceptor.send(ORIGIN, draft))[0]
     other_stream = asyncio.run(runtime.acceptor.send(bulk, draft))[0]
@@ -396,25 +398,11 @@ def test_mail_from_a_domain_that_lost_verification_is_held_then_rejected(
 ) -> None:
     assert account[0] == ORIGIN.principal.account_id == 1
     runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
-    domain_id = add_domain(runtime.store, runtime.secrets, runtime.domain_config, 1, "example.com")
-    runtime.domains.catch_up()
-    row = find_domain(runtime.store.db, 1, domain_id)
-    assert row is not None
-    records = expected(row, runtime.domain_config)
-    for record in records:
-        dns_server.zone.txt[record.domain] = record.value
+    domain_id, records = published_domain(runtime, dns_server, 1)
     asyncio.run(runtime.domain_checker.check(1, domain_id))
     runtime.domains.catch_up()
     runtime.senders.policy = "verified"
-    draft = msgspec.convert(
-        {
-            "from": {"email": "shop@example.com"},
-            "to": [{"email": "ok@sink.test"}],
-            "subject": "s",
-            "text": "x",
-        },
-        Draft,
-    )
+    draft = message_to("ok@sink.test")
     (held,) = asyncio.run(runtime.acceptor.send(ORIGIN, draft))
     runtime.dispatcher.catch_up()
     runtime.queue.catch_up()
