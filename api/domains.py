@@ -43,9 +43,17 @@ def _fields(data: Any) -> dict[str, Any]:
 MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing
 
 
-async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
+async def _domain_scope(
+    request: Request[Any, Any, Any], account_id: int, domain_id: int
+) -> tuple[Runtime, int]:
+    """As `account_scope`, for one domain's path: an id no domain can have answers 404."""
+    scope = await account_scope(request, account_id)
     if not 0 < domain_id <= MAX_ID:
         raise NotFoundException
+    return scope
+
+
+async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
     await runtime.read_your_writes(runtime.domains)
     row = await runtime.run(find_domain, runtime.store.db, account_id, domain_id)
     if row is None:
@@ -89,7 +97,7 @@ async def create_sending_domain(
 async def get_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, account = await _domain_scope(request, account_id, domain_id)
     return await _view(runtime, account, domain_id)
 
 
@@ -99,9 +107,7 @@ async def update_sending_domain(
     account_id: FromPath[int],
     domain_id: FromPath[int],
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
-    if not 0 < domain_id <= MAX_ID:
-        raise NotFoundException
+    runtime, account = await _domain_scope(request, account_id, domain_id)
     changes = _fields(await read_json(request, dict))
     wrong = [k for k, v in changes.items() if not isinstance(v, bool)]
     if wrong:
@@ -119,9 +125,7 @@ async def update_sending_domain(
 async def delete_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
-    runtime, account = await account_scope(request, account_id)
-    if not 0 < domain_id <= MAX_ID:
-        raise NotFoundException
+    runtime, account = await _domain_scope(request, account_id, domain_id)
     try:
         await runtime.run(delete_domain, runtime.store, account, domain_id)
     except NoSuchDomain:
@@ -140,9 +144,7 @@ async def delete_sending_domain(
 async def verify_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
-    if not 0 < domain_id <= MAX_ID:
-        raise NotFoundException
+    runtime, account = await _domain_scope(request, account_id, domain_id)
     try:
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:

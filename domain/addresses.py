@@ -52,6 +52,11 @@ def is_valid_address(address: str) -> bool:
     return ascii_domain(domain) is not None
 
 
+def comparable_domain(domain: str) -> str:
+    """A domain as policies compare it: ASCII (IDNA) and lower case, whatever form it came in."""
+    return ascii_domain(domain) or domain.lower()
+
+
 def domain_of(address: str) -> str:
     """The lower-cased domain part of a valid address."""
     return address.rpartition("@")[2].lower()

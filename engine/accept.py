@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 import uuid_utils.compat as uuid_compat
 
-from domain.addresses import ascii_domain, domain_of
+from domain.addresses import ascii_domain, comparable_domain, domain_of
 from domain.limits import DEFAULT_LIMITS, SendLimits
 from domain.message import FORMAT_COMPOSITION, FORMAT_RFC5322, Message, accepted
 from domain.rfc5322 import inspect, received_header
@@ -133,10 +133,6 @@ class _Staged:
         return [str(message_id) for message_id in ids]
 
 
-def _ascii(domain: str) -> str:
-    return ascii_domain(domain) or domain.lower()
-
-
 class Acceptor:
     """Turns validated submissions into committed `Message` aggregates."""
 
@@ -213,8 +209,8 @@ class Acceptor:
         """
         facts = inspect(raw.data, self._limits)
         if self._senders is not None and self._senders.policy == "verified":
-            envelope = _ascii(domain_of(raw.sender))
-            authors = {_ascii(domain) for domain in facts.from_domains}
+            envelope = comparable_domain(domain_of(raw.sender))
+            authors = {comparable_domain(domain) for domain in facts.from_domains}
             if authors != {envelope}:  # none, or one of another domain
                 raise HeaderFromMismatch(", ".join(sorted(authors)) or None, envelope)
         staged = _Staged(self._clock())

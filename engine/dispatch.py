@@ -15,7 +15,7 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from adapters.sql import SqlDatabase
-from domain.addresses import ascii_domain, domain_of
+from domain.addresses import comparable_domain, domain_of
 from domain.message import Message, follow_up
 from domain.suppressions import reject_reason
 from engine.committer import GroupCommitter
@@ -29,7 +29,7 @@ def _suppressed(
     message: Any, found: dict[tuple[int, str], list[tuple[str | None, str, str]]]
 ) -> str | None:
     """The type of the suppression that stops `message`, if one does."""
-    domain = ascii_domain(domain_of(message.sender)) or domain_of(message.sender).lower()
+    domain = comparable_domain(domain_of(message.sender))
     for scope_domain, stream, kind in found.get(
         (message.account_id, message.recipient.lower()), []
     ):

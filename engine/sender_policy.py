@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from adapters.sql import SqlDatabase
-from domain.addresses import ascii_domain, domain_of
+from domain.addresses import comparable_domain, domain_of
 from engine.store import call
 from projections.sending_domains import verified_names
 
@@ -73,7 +73,7 @@ class SenderDomains:
         """SenderNotAllowed unless `sender`'s domain may send for the account."""
         if self.policy == "any":
             return
-        domain = _domain(sender)
+        domain = comparable_domain(domain_of(sender))
         entry = self._cache.get(account_id)
         if entry is not None and entry[0] > self._clock():
             names = entry[1]
@@ -86,8 +86,3 @@ class SenderDomains:
         """Drop the cached domains of an account (its domains just changed)."""
         with self._lock:
             self._cache.pop(account_id, None)
-
-
-def _domain(sender: str) -> str:
-    domain = domain_of(sender).lower()
-    return ascii_domain(domain) or domain

@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from adapters.sql import SqlDatabase
-from domain.addresses import ascii_domain, domain_of
+from domain.addresses import comparable_domain, domain_of
 from domain.message import Message
 from domain.suppressions import SUPPRESSING_CATEGORIES, Suppression, suppression_id
 from engine.errors import Conflict
@@ -100,7 +100,7 @@ class AutoSuppress:
                 "sender_email": message.sender,
                 "subject": message.subject,
             }
-            domain = ascii_domain(domain_of(message.sender)) or domain_of(message.sender).lower()
+            domain = comparable_domain(domain_of(message.sender))
             suppress(
                 self._store,
                 message.account_id,

@@ -5,16 +5,23 @@ from engine.runtime import Runtime
 from tests.support.live import LiveServer
 
 
+def add_domain_over_http(live: LiveServer, account_id: int, headers: dict[str, str]) -> int:
+    """The account's sending domain example.org, added through the API; its id."""
+    created = live.client.post(
+        f"/api/accounts/{account_id}/sending_domains",
+        json={"sending_domain": {"domain_name": "example.org"}},
+        headers=headers,
+    )
+    assert created.status_code == 200, created.text
+    return int(created.json()["id"])
+
+
 def test_add_list_page_and_reactivate(
     runtime: Runtime, account: tuple[int, str], live: LiveServer
 ) -> None:
     owner, token = account
     headers = {"Authorization": f"Bearer {token}"}
-    domain = live.client.post(
-        f"/api/accounts/{owner}/sending_domains",
-        json={"sending_domain": {"domain_name": "example.org"}},
-        headers=headers,
-    ).json()
+    domain_id = add_domain_over_http(live, owner, headers)
     base = f"/api/accounts/{owner}/suppressions"
     ids = []
     for n in range(3):
@@ -22,7 +29,7 @@ def test_add_list_page_and_reactivate(
             base,
             json={
                 "email": f"R{n}@example.net",
-                "domain_id": domain["id"],
+                "domain_id": domain_id,
                 "sending_stream": "bulk",
             },
             headers=headers,
@@ -37,7 +44,7 @@ def test_add_list_page_and_reactivate(
         ids.append(record["id"])
     again = live.client.post(
         base,
-        json={"email": "r0@example.net", "domain_id": domain["id"], "sending_stream": "bulk"},
+        json={"email": "r0@example.net", "domain_id": domain_id, "sending_stream": "bulk"},
         headers=headers,
     )
     assert again.json()["data"]["id"] == ids[0]  # the same address in the same scope: one record
@@ -64,11 +71,7 @@ def test_bad_input_and_another_account(
 ) -> None:
     owner, token = account
     headers = {"Authorization": f"Bearer {token}"}
-    domain_id = live.client.post(
-        f"/api/accounts/{owner}/sending_domains",
-        json={"sending_domain": {"domain_name": "example.org"}},
-        headers=headers,
-    ).json()["id"]
+    domain_id = add_domain_over_http(live, owner, headers)
     base = f"/api/accounts/{owner}/suppressions"
     refused = live.client.post(
         base,

@@ -1,6 +1,6 @@
 import pytest
 
-from domain.addresses import ascii_domain, is_valid_address
+from domain.addresses import ascii_domain, comparable_domain, is_valid_address
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,8 @@ def test_refuses_malformed_addresses(address: str) -> None:
 def test_ascii_domain_is_the_idna_form() -> None:
     assert ascii_domain("Bücher.DE") == "xn--bcher-kva.de"
     assert ascii_domain("bad_label.com") is None
+
+
+def test_domains_compare_in_one_form() -> None:
+    assert comparable_domain("Bücher.DE") == comparable_domain("xn--bcher-kva.de")
+    assert comparable_domain("Example.ORG") == "example.org"
