@@ -7,6 +7,7 @@ from litestar.exceptions import NotFoundException
 
 from api.errors import Unauthorized
 from engine.accounts import Principal
+from engine.errors import Forbidden
 from engine.runtime import Runtime
 
 
@@ -34,10 +35,23 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-async def account_scope(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
-    """The runtime and the caller's account, for a path under `/api/accounts/{account_id}`:
-    another account's id answers 404, as if nothing were there."""
+async def caller(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, Principal]:
+    """The runtime and the caller, for a path under `/api/accounts/{account_id}`: another
+    account's id answers 404, as if nothing were there."""
     principal = await authenticate(request)
     if account_id != principal.account_id:
         raise NotFoundException
-    return request.app.state.runtime, principal.account_id
+    return request.app.state.runtime, principal
+
+
+async def account_scope(
+    request: Request[Any, Any, Any], account_id: int, *, admin: bool = False
+) -> tuple[Runtime, int]:
+    """As `caller`, for what needs account-wide access (`admin`: to change, else to read);
+    a token without it answers 403."""
+    runtime, principal = await caller(request, account_id)
+    access = principal.access
+    if not (access.administers_account() if admin else access.reads_account()):
+        level = "admin" if admin else "viewer"
+        raise Forbidden(f"this API token needs {level} access to the account")
+    return runtime, principal.account_id

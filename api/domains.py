@@ -1,7 +1,9 @@
 """Sending domains on the paths the official SDK calls (`/api/accounts/{id}/sending_domains`).
 
 Create, list, get, update settings, delete, and `POST .../{id}/verify` to check the DNS records
-now (they are also checked every hour). Another account's domains answer 404.
+now (they are also checked every hour). Another account's domains answer 404. Adding and
+deleting a domain takes account admin access; reading one takes viewer access to it, changing
+or verifying it admin access to it (a domain's own token has that).
 """
 
 from typing import Any
@@ -10,9 +12,10 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import account_scope
+from api.auth import caller
 from api.body import read_json
 from api.errors import BadRequest
+from engine.accounts import Principal
 from engine.domains import (
     DomainRefused,
     NoSuchDomain,
@@ -23,6 +26,7 @@ from engine.domains import (
     get_domain,
     row_of,
 )
+from engine.errors import Forbidden
 from engine.runtime import Runtime
 from projections.sending_domains import find_domain, list_domains
 
@@ -44,13 +48,18 @@ MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing
 
 
 async def _domain_scope(
-    request: Request[Any, Any, Any], account_id: int, domain_id: int
-) -> tuple[Runtime, int]:
-    """As `account_scope`, for one domain's path: an id no domain can have answers 404."""
-    scope = await account_scope(request, account_id)
+    request: Request[Any, Any, Any], account_id: int, domain_id: int, *, admin: bool = False
+) -> tuple[Runtime, Principal]:
+    """The caller, for one domain's path: an id no domain can have answers 404; a token
+    without access to this domain (`admin`: to change it) answers 403."""
+    runtime, principal = await caller(request, account_id)
     if not 0 < domain_id <= MAX_ID:
         raise NotFoundException
-    return scope
+    access = principal.access
+    if not (access.administers_domain(domain_id) if admin else access.reads_domain(domain_id)):
+        level = "admin" if admin else "viewer"
+        raise Forbidden(f"this API token needs {level} access to sending domain {domain_id}")
+    return runtime, principal
 
 
 async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
@@ -70,23 +79,33 @@ async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, 
 async def list_sending_domains(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, principal = await caller(request, account_id)
     await runtime.read_your_writes(runtime.domains)
-    rows = await runtime.run(list_domains, runtime.store.db, account)
-    return {"data": [domain_view(row, runtime.domain_config) for row in rows]}
+    rows = await runtime.run(list_domains, runtime.store.db, principal.account_id)
+    readable = [row for row in rows if principal.access.reads_domain(row["domain_id"])]
+    return {"data": [domain_view(row, runtime.domain_config) for row in readable]}
 
 
 @post(PATH, tags=TAGS, summary="Add a sending domain", status_code=200)
 async def create_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await account_scope(request, account_id)
+    runtime, principal = await caller(request, account_id)
+    if not principal.access.administers_account():
+        raise Forbidden("this API token needs admin access to the account")
+    account = principal.account_id
     name = _fields(await read_json(request, dict)).get("domain_name")
     if not isinstance(name, str) or not name.strip():
         raise BadRequest(["domain_name is required"], 422)
     try:
         domain_id = await runtime.run(
-            add_domain, runtime.store, runtime.secrets, runtime.domain_config, account, name
+            add_domain,
+            runtime.store,
+            runtime.secrets,
+            runtime.domain_config,
+            account,
+            name,
+            principal.token_name,
         )
     except DomainRefused as error:
         raise BadRequest([str(error)], 422) from None
@@ -97,8 +116,8 @@ async def create_sending_domain(
 async def get_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _domain_scope(request, account_id, domain_id)
-    return await _view(runtime, account, domain_id)
+    runtime, principal = await _domain_scope(request, account_id, domain_id)
+    return await _view(runtime, principal.account_id, domain_id)
 
 
 @patch(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="Change a sending domain's settings")
@@ -107,7 +126,8 @@ async def update_sending_domain(
     account_id: FromPath[int],
     domain_id: FromPath[int],
 ) -> dict[str, Any]:
-    runtime, account = await _domain_scope(request, account_id, domain_id)
+    runtime, principal = await _domain_scope(request, account_id, domain_id, admin=True)
+    account = principal.account_id
     changes = _fields(await read_json(request, dict))
     wrong = [k for k, v in changes.items() if not isinstance(v, bool)]
     if wrong:
@@ -125,13 +145,20 @@ async def update_sending_domain(
 async def delete_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
-    runtime, account = await _domain_scope(request, account_id, domain_id)
+    runtime, principal = await _domain_scope(request, account_id, domain_id)
+    if not principal.access.administers_account():
+        raise Forbidden("this API token needs admin access to the account")
+    account = principal.account_id
     try:
-        await runtime.run(delete_domain, runtime.store, account, domain_id)
+        revoked = await runtime.run(
+            delete_domain, runtime.store, account, domain_id, principal.token_name
+        )
     except NoSuchDomain:
         raise NotFoundException from None
     await runtime.read_your_writes(runtime.domains)
     runtime.senders.forget(account)  # a deleted domain stops sending at once
+    if revoked:
+        runtime.auth.forget()  # and so do its tokens
     return Response(None, status_code=204)
 
 
@@ -144,7 +171,8 @@ async def delete_sending_domain(
 async def verify_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _domain_scope(request, account_id, domain_id)
+    runtime, principal = await _domain_scope(request, account_id, domain_id, admin=True)
+    account = principal.account_id
     try:
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:

@@ -21,7 +21,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from domain.submission import InvalidSubmission
-from engine.errors import Conflict, StoreUnavailable
+from engine.errors import Conflict, Forbidden, StoreUnavailable
 from engine.sender_policy import SenderNotAllowed
 
 log = logging.getLogger("postline.api")
@@ -166,6 +166,14 @@ def on_too_many(request: Request[Any, Any, Any], _: TooManyRequests) -> Response
     )
 
 
+def on_forbidden(request: Request[Any, Any, Any], error: Forbidden) -> Response[Any]:
+    """403 in each API's shape: the sending API's list, the account APIs' `{"errors": "..."}`."""
+    if is_sending_api(request.url.path):
+        return error_response(request, 403, ["Forbidden", str(error)])
+    reason = f": {error}" if str(error) else ""
+    return Response({"errors": f"Access forbidden{reason}"}, status_code=403)
+
+
 def on_conflict(request: Request[Any, Any, Any], _: Conflict) -> Response[Any]:
     return error_response(request, 409, ["a concurrent change won; retry the request"])
 
@@ -192,6 +200,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     HTTPException: on_http_error,
     StoreUnavailable: on_store_unavailable,
     Conflict: on_conflict,
+    Forbidden: on_forbidden,
     TooManyRequests: on_too_many,
     SenderNotAllowed: on_sender_not_allowed,
     Exception: on_internal_error,

@@ -8,6 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from api.auth import authenticate
+from engine.errors import Forbidden
 from engine.runtime import Runtime
 from projections.email_logs import get_message
 
@@ -26,6 +27,8 @@ async def _email_log(
     canonical = _canonical_uuid(message_id)
     if canonical is None or account_id not in (None, principal.account_id):
         raise NotFoundException
+    if not principal.access.reads_account():
+        raise Forbidden("this API token needs viewer access to the account")
     runtime: Runtime = request.app.state.runtime
     db = runtime.store.db
     found = await runtime.run(get_message, db, principal.account_id, canonical)

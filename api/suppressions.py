@@ -43,9 +43,12 @@ class RateLimit:
         return await self._limiter.hit(self._item, "suppressions", str(account_id))
 
 
-async def _scope(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, int]:
-    """The caller's account, within the suppression API's rate limit."""
-    runtime, account = await account_scope(request, account_id)
+async def _scope(
+    request: Request[Any, Any, Any], account_id: int, *, admin: bool = False
+) -> tuple[Runtime, int]:
+    """The caller's account (account-wide access: `admin` to change the list), within the
+    suppression API's rate limit."""
+    runtime, account = await account_scope(request, account_id, admin=admin)
     if not await request.app.state.suppression_limit.allows(account):
         raise TooManyRequests
     return runtime, account
@@ -86,7 +89,7 @@ async def list_suppressed(
 async def add_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, account = await _scope(request, account_id)
+    runtime, account = await _scope(request, account_id, admin=True)
     body = await read_json(request, dict)
     email, domain_id = body.get("email"), body.get("domain_id")
     stream, kind = body.get("sending_stream"), body.get("type") or "manual import"
@@ -133,7 +136,7 @@ async def add_suppression(
 async def remove_suppression(
     request: Request[Any, Any, Any], account_id: FromPath[int], suppression_id: FromPath[str]
 ) -> Response[dict[str, Any]]:
-    runtime, account = await _scope(request, account_id)
+    runtime, account = await _scope(request, account_id, admin=True)
     try:
         record_id = uuid.UUID(suppression_id)
     except ValueError:

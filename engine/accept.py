@@ -152,7 +152,7 @@ class Acceptor:
         """Accept one request; returns one message id per recipient (to, cc, bcc order)."""
         submission = validate(draft, self._limits, guess_type=guess_type)
         if self._senders is not None:
-            await self._senders.check(origin.principal.account_id, submission.sender)
+            await self._senders.check(origin.principal, submission.sender)
         staged = _Staged(self._clock())
         ids = self._stage(staged, origin, submission, body_sha=None)
         await self._commit(staged)
@@ -188,7 +188,7 @@ class Acceptor:
                     body, body_sha = shared
                 submission = validate(draft, self._limits, body=body, guess_type=guess_type)
                 if self._senders is not None:
-                    await self._senders.check(origin.principal.account_id, submission.sender)
+                    await self._senders.check(origin.principal, submission.sender)
             except InvalidSubmission as error:
                 result.errors = error.errors
                 continue

@@ -3,11 +3,15 @@
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from domain.accounts import ACCESS_ADMIN, TOKEN_KEY_SPACE, Account, ApiToken, token_digest
+from domain.accounts import TOKEN_KEY_SPACE, Account, ApiToken, token_digest
 from domain.ids import entity_id, key_id, sequence_id
 from domain.keys import UniqueKey
+from domain.permissions import ACCESS_ADMIN, Access, Grant
 from domain.sequences import Sequence
 from engine.errors import Conflict
 from engine.store import EventStore
@@ -21,11 +25,29 @@ class UnknownAccount(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token and the account it belongs to."""
+    """Who is calling: the token, the account it belongs to, and what it may do there."""
 
     token_id: int
     account_id: int
     token_name: str
+    grants: tuple[Grant, ...]
+    expires_at: datetime | None = None
+
+    @property
+    def access(self) -> Access:
+        return Access(self.account_id, self.grants)
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and datetime.now(UTC) >= self.expires_at
+
+    @classmethod
+    def of(cls, token: ApiToken) -> "Principal":
+        return cls(token.token_id, token.account_id, token.name, token.grants, token.expires_at)
+
+
+def account_admin(account_id: int) -> tuple[Grant, ...]:
+    """The grants of a token that may do everything in the account."""
+    return (Grant("account", account_id, ACCESS_ADMIN),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,38 +80,57 @@ def account_exists(store: EventStore, account_id: int) -> bool:
     return store.get(entity_id("account", account_id)) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A new token, not saved yet: `objects` are what to save together."""
+
+    token: ApiToken
+    secret: str  # returned once, never stored
+    objects: tuple[Any, ...]
+
+
+def mint(
+    store: EventStore,
+    account_id: int,
+    name: str | Callable[[int], str],
+    grants: tuple[Grant, ...],
+    created_by: str,
+    expires_at: datetime | None = None,
+) -> Minted:
+    """Allocate a token id and make the token (`name` may be made from the id) and its digest
+    key. Tokens carry 128 random bits; only their digest is stored."""
+    secret = secrets.token_hex(16)
+    digest = token_digest(secret)
+    sequence, number = _allocate(store, "api_token")
+    token = ApiToken(
+        id=entity_id("api_token", number),
+        token_id=number,
+        account_id=account_id,
+        name=name if isinstance(name, str) else name(number),
+        digest=digest,
+        last_4_digits=secret[-4:],
+        resources=[grant.as_dict() for grant in grants],
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    key = UniqueKey(
+        id=key_id(TOKEN_KEY_SPACE, digest), kind=TOKEN_KEY_SPACE, key=digest, owner=token.id
+    )
+    return Minted(token, secret, (sequence, token, key))
+
+
 def issue_token(store: EventStore, account_id: int, name: str, created_by: str) -> IssuedToken:
-    """Issue an API token with admin access to the account. The secret is returned only here."""
+    """Issue an API token with admin access to the account, for operators (the CLI and first-run
+    set-up): it never expires. The secret is returned only here."""
     if not account_exists(store, account_id):
         raise UnknownAccount(f"account {account_id} does not exist")
     for _ in range(ALLOCATION_ATTEMPTS):
-        secret = secrets.token_hex(16)
-        digest = token_digest(secret)
-        sequence, number = _allocate(store, "api_token")
-        token = ApiToken(
-            id=entity_id("api_token", number),
-            token_id=number,
-            account_id=account_id,
-            name=name,
-            digest=digest,
-            last_4_digits=secret[-4:],
-            resources=[
-                {
-                    "resource_type": "account",
-                    "resource_id": account_id,
-                    "access_level": ACCESS_ADMIN,
-                },
-            ],
-            created_by=created_by,
-        )
-        key = UniqueKey(
-            id=key_id(TOKEN_KEY_SPACE, digest), kind=TOKEN_KEY_SPACE, key=digest, owner=token.id
-        )
+        minted = mint(store, account_id, name, account_admin(account_id), created_by)
         try:
-            store.save(sequence, token, key)
+            store.save(*minted.objects)
         except Conflict:
             continue
-        return IssuedToken(token_id=number, account_id=account_id, name=name, token=secret)
+        return IssuedToken(minted.token.token_id, account_id, name, minted.secret)
     raise Conflict("could not allocate a token id")
 
 
@@ -109,27 +150,12 @@ class Authenticator:
 
     def cached(self, secret: str) -> Principal | None:
         """The principal for `secret` if it is cached and fresh (no I/O)."""
-        entry = self._cache.get(token_digest(secret))
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        return None
+        return self._fresh(token_digest(secret))
 
     def authenticate(self, secret: str) -> Principal | None:
         """The principal for `secret`, or None when the token is unknown or revoked."""
         digest = token_digest(secret)
-        entry = self._cache.get(digest)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        principal = self._lookup(digest)
-        with self._lock:
-            if principal is None:
-                self._cache.pop(digest, None)
-            else:
-                if len(self._cache) >= self._max_entries:
-                    self._cache.clear()
-                self._cache[digest] = (now + self._ttl, principal)
-        return principal
+        return self._fresh(digest) or self._remember(digest, self._lookup(digest))
 
     def by_token_id(self, token_id: int) -> Principal | None:
         """The principal of the token with public id `token_id`, if it exists and is not revoked.
@@ -137,37 +163,44 @@ class Authenticator:
         For listeners bound to one token (SMTP trusted networks); cached like secrets.
         """
         cache_key = f"id:{token_id}"
-        entry = self._cache.get(cache_key)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
+        found = self._fresh(cache_key)
+        if found is not None:
+            return found
         token = self._store.get(entity_id("api_token", token_id))
-        principal = None
-        if isinstance(token, ApiToken) and not token.revoked:
-            principal = Principal(
-                token_id=token.token_id, account_id=token.account_id, token_name=token.name
-            )
+        usable = isinstance(token, ApiToken) and token.usable(datetime.now(UTC))
+        return self._remember(cache_key, Principal.of(token) if usable else None)
+
+    def cached_by_token_id(self, token_id: int) -> Principal | None:
+        """`by_token_id` from the cache only (no I/O)."""
+        return self._fresh(f"id:{token_id}")
+
+    def forget(self) -> None:
+        """Drop every cached principal (a token was revoked or reset by this process)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _fresh(self, cache_key: str) -> Principal | None:
+        """A cached principal that is neither stale nor past its token's expiry."""
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry[0] > time.monotonic() and not entry[1].expired():
+            return entry[1]
+        return None
+
+    def _remember(self, cache_key: str, principal: Principal | None) -> Principal | None:
         with self._lock:
             if principal is None:
                 self._cache.pop(cache_key, None)
             else:
-                self._cache[cache_key] = (now + self._ttl, principal)
+                if len(self._cache) >= self._max_entries:
+                    self._cache.clear()
+                self._cache[cache_key] = (time.monotonic() + self._ttl, principal)
         return principal
-
-    def cached_by_token_id(self, token_id: int) -> Principal | None:
-        """`by_token_id` from the cache only (no I/O)."""
-        entry = self._cache.get(f"id:{token_id}")
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        return None
 
     def _lookup(self, digest: str) -> Principal | None:
         key = self._store.get(key_id(TOKEN_KEY_SPACE, digest))
         if key is None or key.owner is None:
             return None
         token = self._store.get(key.owner)
-        if not isinstance(token, ApiToken) or token.revoked or token.digest != digest:
+        if not isinstance(token, ApiToken) or token.digest != digest:
             return None
-        return Principal(
-            token_id=token.token_id, account_id=token.account_id, token_name=token.name
-        )
+        return Principal.of(token) if token.usable(datetime.now(UTC)) else None

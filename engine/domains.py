@@ -18,12 +18,15 @@ from adapters.dkim_signing import SigningKey, generate, load_key
 from adapters.dns import LookupFailed, RecordLookup
 from adapters.secrets import SecretBox
 from adapters.sql import SqlDatabase
+from domain.accounts import ApiToken, DomainTokens
 from domain.addresses import ascii_domain
 from domain.dns_records import SELECTORS, DnsSettings, ExpectedRecord, expected_records, judge
 from domain.ids import entity_id, key_id, sequence_id
 from domain.keys import UniqueKey
+from domain.permissions import ACCESS_ADMIN, Grant
 from domain.sending_domains import DOMAIN_KEY_SPACE, SendingDomain
 from domain.sequences import Sequence
+from engine.accounts import mint
 from engine.errors import Conflict
 from engine.store import EventStore
 from projections.sending_domains import verified_domains
@@ -84,9 +87,15 @@ def expected(domain: SendingDomain | dict[str, Any], config: DomainConfig) -> li
 
 
 def add_domain(
-    store: EventStore, box: SecretBox, config: DomainConfig, account_id: int, name: str
+    store: EventStore,
+    box: SecretBox,
+    config: DomainConfig,
+    account_id: int,
+    name: str,
+    created_by: str = "postline",
 ) -> int:
-    """Add `name` to the account; returns the new domain's public id."""
+    """Add `name` to the account, with its own API token (`<name> token <id>`, admin of this
+    domain only, never expiring: reset it to learn its secret); returns the domain's id."""
     domain_name = _checked_name(name)
     keys = [_new_key(box, selector, config.dkim_algorithm) for selector in SELECTORS]
     token = secrets.token_hex(16)
@@ -115,10 +124,19 @@ def add_domain(
             claim.reclaim(domain.id)
         else:
             raise DomainRefused(f"{domain_name} has already been added")
+        own = mint(
+            store,
+            account_id,
+            lambda token_id: f"{domain_name} token {token_id}",
+            (Grant("domain", number, ACCESS_ADMIN),),
+            created_by,
+        )
+        tokens = DomainTokens(id=entity_id("domain_tokens", number), domain_id=number)
+        tokens.join(own.token.token_id, None)
         try:
-            store.save(sequence, domain, claim)
+            store.save(sequence, domain, claim, *own.objects, tokens)
         except Conflict:
-            continue  # another process took the number or the name: look again
+            continue  # another process took a number or the name: look again
         return number
     raise Conflict("could not allocate a sending domain id")
 
@@ -148,16 +166,28 @@ def change_settings(
     store.save(domain)
 
 
-def delete_domain(store: EventStore, account_id: int, domain_id: int) -> None:
-    """Delete the domain (its history stays) and free its name."""
+def delete_domain(store: EventStore, account_id: int, domain_id: int, by: str) -> list[int]:
+    """Delete the domain (its history stays), free its name and delete the tokens that grant
+    nothing else; returns their ids."""
     domain = get_domain(store, account_id, domain_id)
     domain.delete()
+    changed: list[Any] = [domain]
     claim = store.get(key_id(DOMAIN_KEY_SPACE, domain.name))
     if claim is not None and claim.owner == domain.id:
         claim.release()
-        store.save(domain, claim)
-    else:
-        store.save(domain)
+        changed.append(claim)
+    revoked = []
+    tokens = store.get(entity_id("domain_tokens", domain_id))
+    for token_id in tokens.tokens if isinstance(tokens, DomainTokens) else ():
+        token = store.get(entity_id("api_token", token_id))
+        if not isinstance(token, ApiToken) or token.revoked:
+            continue
+        if all(g.resource_type == "domain" and g.resource_id == domain_id for g in token.grants):
+            token.revoke(by=by)
+            changed.append(token)
+            revoked.append(token_id)
+    store.save(*changed)
+    return revoked
 
 
 async def check_records(

@@ -7,3 +7,7 @@ class StoreUnavailable(Exception):
 
 class Conflict(Exception):
     """A concurrent write won; the command may be retried."""
+
+
+class Forbidden(Exception):
+    """The caller's API token may not do this (its grants do not reach that far)."""

@@ -278,7 +278,7 @@ class Mta:
         allowed = []
         for message in messages:
             try:
-                await self.runtime.senders.check(message.account_id, message.sender)
+                await self.runtime.senders.check_verified(message.account_id, message.sender)
             except SenderNotAllowed:
                 self._spawn(self._suspend(message), into=self._records)
                 continue

@@ -108,7 +108,7 @@ class SmtpRelay:
         if not is_valid_address(address):
             return replies.BAD_SENDER
         try:
-            await self._runtime.senders.check(session.principal.account_id, address)
+            await self._runtime.senders.check(session.principal, address)
         except SenderNotAllowed:
             return replies.SENDER_NOT_ALLOWED
         except StoreUnavailable:

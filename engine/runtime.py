@@ -25,6 +25,7 @@ from engine.errors import StoreUnavailable
 from engine.sender_policy import SenderDomains
 from engine.store import EventStore
 from engine.suppressions import AutoSuppress
+from projections.api_tokens import ApiTokens
 from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
 from projections.runner import Projector
@@ -68,8 +69,15 @@ class Runtime:
                 self.queue = Projector(self.store.app, self.store.db, DeliveryQueue())
                 self.domains = Projector(self.store.app, self.store.db, SendingDomains())
                 self.suppressions = Projector(self.store.app, self.store.db, Suppressions())
+                self.tokens = Projector(self.store.app, self.store.db, ApiTokens())
                 # Read models: dropped and rebuilt by `postline replay`.
-                self.projectors = [self.email_logs, self.queue, self.domains, self.suppressions]
+                self.projectors = [
+                    self.email_logs,
+                    self.queue,
+                    self.domains,
+                    self.suppressions,
+                    self.tokens,
+                ]
                 # Processes follow the log too, but write events: never replayed.
                 self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
                 self.suppressor = Projector(self.store.app, self.store.db, AutoSuppress(self.store))

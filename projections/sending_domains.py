@@ -152,17 +152,20 @@ def verified_domains(db: SqlDatabase) -> list[dict[str, Any]]:
         return [_row(row) for row in cursor.fetchall()]
 
 
-def verified_names(db: SqlDatabase, account_id: int) -> list[str]:
-    """The names of the account's live, DNS-verified domains."""
+def domain_names(db: SqlDatabase, account_id: int) -> dict[str, tuple[int, bool]]:
+    """The account's live domains: name -> (domain id, DNS-verified)."""
     with db.transaction(commit=False) as cursor:
         cursor.execute(
             db.prepare(
-                "SELECT name FROM {sending_domains}"
-                " WHERE account_id = ? AND deleted = 0 AND dns_verified = 1"
+                "SELECT name, domain_id, dns_verified FROM {sending_domains}"
+                " WHERE account_id = ? AND deleted = 0"
             ),
             (account_id,),
         )
-        return [row["name"] for row in cursor.fetchall()]
+        return {
+            row["name"]: (int(row["domain_id"]), bool(row["dns_verified"]))
+            for row in cursor.fetchall()
+        }
 
 
 def _row(row: Any) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def test_serve_prints_a_curl_that_works_and_tokens_can_be_issued(
         "delivery_queue",
         "sending_domains",
         "suppressions",
+        "api_tokens",
     }
     assert 1 <= replay["projections"]["email_logs"] <= replay["log_position"]
     assert replay["projections"]["delivery_queue"] == replay["projections"]["email_logs"]

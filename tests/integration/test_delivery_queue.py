@@ -10,11 +10,11 @@ import msgspec
 from domain.message import Message, follow_up
 from domain.submission import Draft
 from engine.accept import Origin
-from engine.accounts import Principal
+from engine.accounts import Principal, account_admin
 from engine.runtime import Runtime
 from projections.delivery_queue import claim, pending, release, settle
 
-ORIGIN = Origin(Principal(token_id=1, account_id=1, token_name="t"), "transactional", "api", None)
+ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", None)
 LEASE = timedelta(minutes=10)
 
 

@@ -9,13 +9,13 @@ import msgspec
 from domain.message import Message, follow_up
 from domain.submission import BatchDraft, Draft
 from engine.accept import Origin
-from engine.accounts import Principal
+from engine.accounts import Principal, account_admin
 from engine.runtime import Runtime
 from projections.email_logs import EmailLogs, get_message
 from projections.runner import Projector
 
 ORIGIN = Origin(
-    Principal(token_id=1, account_id=1, token_name="t"), "transactional", "api", "192.0.2.7"
+    Principal(1, 1, "t", account_admin(1)), "transactional", "api", "192.0.2.7"
 )
 
 

@@ -20,7 +20,7 @@ from domain.retry import RetrySchedule
 from domain.shaping import Shaping
 from domain.submission import Draft
 from engine.accept import Origin
-from engine.accounts import Principal
+from engine.accounts import Principal, account_admin
 from engine.dkim_keys import create_key
 from engine.domains import add_domain, expected, get_domain
 from engine.mta import Mta, MtaSettings
@@ -33,7 +33,7 @@ from tests.support.dns import LocalDns, Zone
 from tests.support.mx_sink import MxSink
 from tests.support.smtp import Certificates
 
-ORIGIN = Origin(Principal(token_id=1, account_id=1, token_name="t"), "transactional", "api", None)
+ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", None)
 FAST_RETRIES = RetrySchedule.from_data(
     {
         "first_retry": "0.2s",

@@ -143,7 +143,7 @@ def test_names_are_checked_and_unique_until_deleted(
     taken = add_domain(runtime.store, box, config, other, DOMAIN)
     with pytest.raises(DomainRefused, match="already been added"):
         add_domain(runtime.store, box, config, other, DOMAIN)
-    delete_domain(runtime.store, other, taken)
+    delete_domain(runtime.store, other, taken, by="tests")
     delete_domain(runtime.store, account_id, first)
     second = add_domain(runtime.store, box, config, account_id, DOMAIN)
     assert second != first
