@@ -81,7 +81,10 @@ class Access:
         )
 
     def level(self, resource_type: str, resource_id: int) -> int:
-        """The access this token has to one resource of its account."""
+        """The access this token has to one resource of its account (the caller makes sure
+        the resource is of this account; an account is checked here)."""
+        if resource_type == "account":
+            return self.account_level if resource_id == self.account_id else 0
         own = max(
             (
                 g.access_level

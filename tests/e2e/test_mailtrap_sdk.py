@@ -10,6 +10,7 @@ import mailtrap.client
 import pytest
 import trustme
 from mailtrap.exceptions import APIError
+from mailtrap.models.api_tokens import ApiTokenResource, CreateApiTokenParams
 from mailtrap.models.sending_domains import CreateSendingDomainParams, UpdateSendingDomainParams
 from mailtrap.models.suppressions import CreateSuppressionParams
 
@@ -183,3 +184,43 @@ def test_suppressions_through_the_sdk(https_server: tuple[Serve, str, str]) -> N
     assert [s.id for s in api.get_list(email="GONE@example.net")] == [added.id]
     assert api.delete(added.id).id == added.id
     assert api.get_list() == []
+
+
+def test_api_tokens_through_the_sdk(https_server: tuple[Serve, str, str]) -> None:
+    _, token, account_id = https_server
+    client = mt.MailtrapClient(token=token, account_id=account_id)
+    api = client.general_api.api_tokens
+    owner = int(account_id)
+    domain = client.sending_domains_api.sending_domains.create(
+        CreateSendingDomainParams(domain_name="example.org")
+    )
+    viewer = ApiTokenResource(resource_type="account", resource_id=owner, access_level=10)
+    created = api.create(owner, CreateApiTokenParams(name="reports", resources=[viewer]))
+    assert len(created.token) == 32
+    assert created.expires_at is not None
+    never = api.create(
+        owner, CreateApiTokenParams(name="forever", resources=[viewer], expires_at=None)
+    )
+    assert never.expires_at is None
+    names = [t.name for t in api.get_list(owner)]
+    assert names[-2:] == ["reports", "forever"]
+    assert any(name.startswith("example.org token ") for name in names)
+    assert api.get_by_id(owner, created.id).last_4_digits == created.token[-4:]
+
+    successor = api.reset(owner, created.id)
+    assert successor.name == f"reports {successor.id}"
+    assert successor.token not in (created.token, "")
+    with pytest.raises(APIError) as twice:
+        api.reset(owner, created.id)
+    assert twice.value.status == 422
+
+    assert api.delete(owner, successor.id).id == successor.id
+    with pytest.raises(APIError) as gone:
+        api.get_by_id(owner, successor.id)
+    assert gone.value.status == 404
+
+    (own,) = [t for t in api.get_list(owner) if t.resources[0].resource_type == "domain"]
+    assert own.resources[0].resource_id == domain.id
+    with pytest.raises(APIError) as last:
+        api.delete(owner, own.id)
+    assert last.value.status == 422

@@ -14,9 +14,7 @@ from engine.runtime import Runtime
 from projections.email_logs import EmailLogs, get_message
 from projections.runner import Projector
 
-ORIGIN = Origin(
-    Principal(1, 1, "t", account_admin(1)), "transactional", "api", "192.0.2.7"
-)
+ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", "192.0.2.7")
 
 
 def send(runtime: Runtime, **fields: object) -> list[str]:

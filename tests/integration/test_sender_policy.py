@@ -4,14 +4,16 @@ import asyncio
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from adapters.dns import RecordLookup
-from engine.accounts import issue_token, open_account
+from engine.accounts import Authenticator, issue_token, open_account
 from engine.domains import add_domain, expected, get_domain
 from engine.runtime import Runtime
+from engine.tokens import create_token
 from tests.support.dns import LocalDns, Zone
 from tests.support.live import LiveServer
 from tests.support.smtp import Certificates, LiveSmtp
@@ -91,30 +93,40 @@ def test_another_accounts_verified_domain_is_not_yours(
     assert refused.status_code == 401
 
 
-def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
-    runtime: Runtime, account: tuple[int, str], verified: str, tmp_path: Path
-) -> None:
+def swaks_path() -> str:
     swaks = shutil.which("swaks")
     if swaks is None:
         if os.environ.get("POSTLINE_TEST_REQUIRE_TOOLS"):
             pytest.fail("swaks is not installed (apt-get install swaks)")
         pytest.skip("swaks is not installed (apt-get install swaks); CI installs it")
+    return swaks
+
+
+def swaks(port: int, password: str, sender: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Send one message with swaks through the relay on `port`, as the token `password`."""
+    return subprocess.run(
+        [
+            swaks_path(),
+            *("--server", f"127.0.0.1:{port}"),
+            *("--auth", "PLAIN", "--auth-user", "api", "--auth-password", password),
+            *("--from", sender, "--to", "a@example.net"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
+    runtime: Runtime, account: tuple[int, str], verified: str, tmp_path: Path
+) -> None:
+    swaks_path()
     relay = LiveSmtp(runtime, Certificates(tmp_path))
     try:
 
         def send(sender: str, *extra: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [
-                    swaks,
-                    *("--server", f"127.0.0.1:{relay.port()}"),
-                    *("--auth", "PLAIN", "--auth-user", "api", "--auth-password", account[1]),
-                    *("--from", sender, "--to", "a@example.net"),
-                    *extra,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            return swaks(relay.port(), account[1], sender, *extra)
 
         refused = send("shop@example.com")
         assert refused.returncode != 0
@@ -130,5 +142,32 @@ def test_smtp_mail_from_an_unverified_domain_is_refused_550_5_7_1(
         accepted = send("shop@example.org", "--header", 'From: "Shop" <news@EXAMPLE.org>')
         assert accepted.returncode == 0, accepted.stdout
         assert "queued as" in accepted.stdout
+    finally:
+        relay.stop()
+
+
+def test_a_domain_token_relays_only_from_its_domain(
+    runtime: Runtime, account: tuple[int, str], tmp_path: Path
+) -> None:
+    account_id, admin = account
+    swaks_path()
+    ids = [
+        add_domain(runtime.store, runtime.secrets, runtime.domain_config, account_id, name)
+        for name in ("example.org", "example.com")
+    ]
+    runtime.domains.catch_up()
+    principal = Authenticator(runtime.store).authenticate(admin)
+    assert principal is not None
+    grant = [{"resource_type": "domain", "resource_id": ids[0], "access_level": 100}]
+    domain_token = create_token(
+        runtime.store, principal, "relay", grant, None, datetime.now(UTC)
+    ).secret
+    relay = LiveSmtp(runtime, Certificates(tmp_path))
+    try:  # the policy `any`: the account admin may send as anyone, the domain token may not
+        refused = swaks(relay.port(), domain_token, "shop@example.com")
+        assert "<** 550 5.7.1 Sending from domain is not allowed" in refused.stdout
+        assert swaks(relay.port(), admin, "shop@example.com").returncode == 0
+        accepted = swaks(relay.port(), domain_token, "shop@example.org")
+        assert accepted.returncode == 0, accepted.stdout
     finally:
         relay.stop()

@@ -144,7 +144,7 @@ def test_names_are_checked_and_unique_until_deleted(
     with pytest.raises(DomainRefused, match="already been added"):
         add_domain(runtime.store, box, config, other, DOMAIN)
     delete_domain(runtime.store, other, taken, by="tests")
-    delete_domain(runtime.store, account_id, first)
+    delete_domain(runtime.store, account_id, first, by="tests")
     second = add_domain(runtime.store, box, config, account_id, DOMAIN)
     assert second != first
     runtime.domains.catch_up()
