@@ -17,7 +17,7 @@ from domain.suppressions import TYPES as SUPPRESSION_TYPES
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
 from engine.dkim_keys import InvalidKeys, create_key
-from engine.domains import NoSuchDomain, domain_named
+from engine.domains import NoSuchDomain, domain_named, expected, get_domain, rotate_dkim
 from engine.errors import StoreUnavailable
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
@@ -215,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("--data-dir", metavar="DIR", help="data folder (default ./postline-data)")
     _json_argument(keygen)
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="give a sending domain a new DKIM key on its standby selector; the current key "
+        "signs until DNS publishes the new one",
+    )
+    _store_arguments(rotate)
+    rotate.add_argument("--account", type=int, required=True, metavar="ID", help="account id")
+    rotate.add_argument("--domain", required=True, help="the sending domain")
+    _json_argument(rotate)
 
     listed = commands.add_parser("suppressions", help="import and export the suppression list")
     list_commands = listed.add_subparsers(
@@ -292,6 +301,39 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         },
         f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
         f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
+    )
+    return 0
+
+
+def cmd_dkim_rotate(args: argparse.Namespace) -> int:
+    runtime, _ = _open(args)
+    try:
+        try:
+            domain = domain_named(runtime.store, args.account, args.domain)
+        except NoSuchDomain:
+            print(
+                f"postline: account {args.account} has no sending domain {args.domain}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        config = runtime.domain_config
+        selector = rotate_dkim(
+            runtime.store, runtime.secrets, config, args.account, domain.domain_id
+        )
+        domain = get_domain(runtime.store, args.account, domain.domain_id)
+        record = next(r for r in expected(domain, config) if r.name == f"{selector}._domainkey")
+    finally:
+        runtime.close()
+    _print(
+        args,
+        {
+            "domain": domain.name,
+            "selector": selector,
+            "record": {"type": record.type, "name": record.domain, "value": record.value},
+        },
+        f"{domain.name}: a new key for selector {selector}. Publish\n"
+        f'  {record.domain} TXT "{record.value}"\n'
+        "The current key signs until a DNS check finds this record; then the new one does.",
     )
     return 0
 
@@ -450,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_suppressions_import(args)
             return cmd_suppressions_export(args)
         if args.command == "dkim":
+            if args.dkim_command == "rotate":
+                return cmd_dkim_rotate(args)
             return cmd_dkim_keygen(args)
     except InvalidDatabaseUrl as error:
         print(f"postline: invalid database URL: {error}", file=sys.stderr)

@@ -1,9 +1,10 @@
 """Sending domains on the paths the official SDK calls (`/api/accounts/{id}/sending_domains`).
 
-Create, list, get, update settings, delete, and `POST .../{id}/verify` to check the DNS records
-now (they are also checked every hour). Another account's domains answer 404. Adding and
-deleting a domain takes account admin access; reading one takes viewer access to it, changing
-or verifying it admin access to it (a domain's own token has that).
+Create, list, get, update settings, delete, `POST .../{id}/verify` to check the DNS records now
+(they are also checked every hour), and `POST .../{id}/rotate_dkim` for a new DKIM key. Another
+account's domains answer 404. Adding and deleting a domain takes account admin access; reading
+one takes viewer access to it, changing, verifying or rotating it admin access to it (a
+domain's own token has that).
 """
 
 from typing import Any
@@ -24,6 +25,7 @@ from engine.domains import (
     delete_domain,
     domain_view,
     get_domain,
+    rotate_dkim,
     row_of,
 )
 from engine.errors import Forbidden
@@ -182,6 +184,27 @@ async def verify_sending_domain(
     return view
 
 
+@post(
+    f"{PATH}/{{domain_id:int}}/rotate_dkim",
+    tags=TAGS,
+    summary="Put a new DKIM key on the standby selector; it signs once DNS publishes it",
+    status_code=200,
+)
+async def rotate_domain_dkim(
+    request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
+) -> dict[str, Any]:
+    runtime, principal = await _domain_scope(request, account_id, domain_id, admin=True)
+    account = principal.account_id
+    try:
+        await runtime.run(
+            rotate_dkim, runtime.store, runtime.secrets, runtime.domain_config, account, domain_id
+        )
+    except NoSuchDomain:
+        raise NotFoundException from None
+    await runtime.read_your_writes(runtime.domains)
+    return await _view(runtime, account, domain_id)
+
+
 HANDLERS = [
     list_sending_domains,
     create_sending_domain,
@@ -189,4 +212,5 @@ HANDLERS = [
     update_sending_domain,
     delete_sending_domain,
     verify_sending_domain,
+    rotate_domain_dkim,
 ]

@@ -6,7 +6,7 @@ For a self-hosted installation (spec §6.1, keys as Mailtrap names them):
 |---|---|---|---|---|
 | verification | TXT | `_postline-verification` | `postline-verification=<token>` | yes |
 | spf | TXT | (the domain) | `v=spf1 <mechanism> ~all` (any SPF record with the mechanism) | yes |
-| dkim1, dkim2 | TXT | `<selector>._domainkey` | `v=DKIM1; k=rsa; p=<key>` | yes |
+| dkim1, dkim2 | TXT | `<selector>._domainkey` | `v=DKIM1; k=rsa; p=<key>` | unless pending |
 | dmarc | TXT | `_dmarc` | `v=DMARC1; p=none;` (any DMARC policy) | yes |
 | return_path | CNAME | `<label>` | the installation's bounce host | when configured |
 | link_verification | CNAME | `mt-link` | the installation's tracking host | when configured |
@@ -20,6 +20,7 @@ case. A record is `pass`, `fail` (something else is there; `problem` says what),
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 VERIFICATION_LABEL = "_postline-verification"
 VERIFICATION_PREFIX = "postline-verification="
@@ -34,6 +35,13 @@ class DnsSettings:
     return_path_host: str | None = None  # CNAME target of the return-path record
     return_path_label: str = "pm-bounces"
     tracking_host: str | None = None  # CNAME target of the click-tracking host
+
+
+class DkimKey(NamedTuple):
+    selector: str
+    algorithm: str  # rsa-sha256 | ed25519-sha256
+    public: str  # the TXT record's p=
+    pending: bool = False  # rotated in, not signing until DNS has it: not required yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +61,9 @@ class Verdict:
 
 
 def expected_records(
-    domain: str, token: str, dkim: Sequence[tuple[str, str, str]], settings: DnsSettings
+    domain: str, token: str, dkim: Sequence[DkimKey], settings: DnsSettings
 ) -> list[ExpectedRecord]:
-    """The records `domain` must publish; `dkim` is `(selector, algorithm, public key)`."""
+    """The records `domain` must publish."""
 
     def record(key: str, kind: str, label: str, value: str, required: bool) -> ExpectedRecord:
         full = f"{label}.{domain}" if label else domain
@@ -65,10 +73,11 @@ def expected_records(
         record("verification", "TXT", VERIFICATION_LABEL, VERIFICATION_PREFIX + token, True),
         record("spf", "TXT", "", f"v=spf1 {settings.spf_mechanism} ~all", True),
     ]
-    for number, (selector, algorithm, public) in enumerate(dkim, 1):
-        kind = "ed25519" if algorithm.startswith("ed25519") else "rsa"
-        value = f"v=DKIM1; k={kind}; p={public}"
-        records.append(record(f"dkim{number}", "TXT", f"{selector}._domainkey", value, True))
+    for number, key in enumerate(dkim, 1):
+        kind = "ed25519" if key.algorithm.startswith("ed25519") else "rsa"
+        value = f"v=DKIM1; k={kind}; p={key.public}"
+        label = f"{key.selector}._domainkey"
+        records.append(record(f"dkim{number}", "TXT", label, value, not key.pending))
     records.append(record("dmarc", "TXT", "_dmarc", "v=DMARC1; p=none;", True))
     if settings.return_path_host:
         label, host = settings.return_path_label, settings.return_path_host

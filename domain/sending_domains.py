@@ -4,6 +4,11 @@ The aggregate keeps the domain's DKIM keys (the private halves sealed by the eng
 clear in the log), its verification token, its settings and the outcome of every DNS check.
 `dns_verified` flips with `DomainVerified` / `VerificationLost` when a check's required records
 all pass or stop passing.
+
+DKIM rotation: one selector signs, the other stands by, both published. A rotation puts a
+fresh key on the standby selector, marked `pending` (not required for verification, so the
+domain goes on signing with the old key); the first check that finds the new key published
+makes it the signing one, and the old selector becomes the standby, still published.
 """
 
 from datetime import datetime
@@ -73,10 +78,30 @@ class SendingDomain(Aggregate):
     def _delete(self) -> None:
         self.deleted = True
 
+    @event("DkimKeysChanged")
+    def _keys(self, dkim_keys: list[dict[str, Any]]) -> None:
+        self.dkim_keys = dkim_keys
+
+    def rotate_dkim(self, key: dict[str, str]) -> str:
+        """Put `key` on the standby selector, pending until DNS has it; returns the selector.
+        A rotation still pending is restarted with the new key."""
+        signing = signing_key(self.dkim_keys)
+        standby = next(k for k in self.dkim_keys if k is not signing)
+        selector = standby["selector"]
+        keys = [
+            {**current, "signs": True, "pending": False}
+            if current is signing
+            else {**key, "selector": selector, "signs": False, "pending": True}
+            for current in self.dkim_keys
+        ]
+        self._keys(keys)
+        return selector
+
     def record_check(self, records: list[dict[str, Any]], required: set[str], at: datetime) -> None:
         """Record a DNS check: verified when every required record passes; lost when one is
         found wrong or gone (a lookup that failed proves nothing either way)."""
         self._checked(records, at)
+        self._finish_rotation(records)
         required_results = [r for r in records if r["key"] in required]
         passing = all(r["status"] == "pass" for r in required_results)
         failing = sorted(r["key"] for r in required_results if r["status"] in ("fail", "missing"))
@@ -84,6 +109,15 @@ class SendingDomain(Aggregate):
             self._verified(at)
         elif failing and self.dns_verified:
             self._lost(failing)
+
+    def _finish_rotation(self, records: list[dict[str, Any]]) -> None:
+        """The pending key signs from now on once its record passes (`dkim1`, `dkim2` are
+        the records of the first and second key)."""
+        passing = {r["key"] for r in records if r["status"] == "pass"}
+        keys = self.dkim_keys
+        if not any(k.get("pending") and f"dkim{n}" in passing for n, k in enumerate(keys, 1)):
+            return
+        self._keys([{**k, "signs": bool(k.get("pending")), "pending": False} for k in keys])
 
     def change_settings(self, changes: dict[str, bool]) -> None:
         """Change settings; unknown names are the caller's error (ValueError)."""
@@ -97,3 +131,8 @@ class SendingDomain(Aggregate):
     def delete(self) -> None:
         if not self.deleted:
             self._delete()
+
+
+def signing_key(keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """The key that signs: the one marked so, else the first (as a new domain has it)."""
+    return next((k for k in keys if k.get("signs")), keys[0])

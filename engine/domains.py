@@ -20,11 +20,18 @@ from adapters.secrets import SecretBox
 from adapters.sql import SqlDatabase
 from domain.accounts import ApiToken, DomainTokens
 from domain.addresses import ascii_domain
-from domain.dns_records import SELECTORS, DnsSettings, ExpectedRecord, expected_records, judge
+from domain.dns_records import (
+    SELECTORS,
+    DkimKey,
+    DnsSettings,
+    ExpectedRecord,
+    expected_records,
+    judge,
+)
 from domain.ids import entity_id, key_id, sequence_id
 from domain.keys import UniqueKey
 from domain.permissions import ACCESS_ADMIN, Grant
-from domain.sending_domains import DOMAIN_KEY_SPACE, SendingDomain
+from domain.sending_domains import DOMAIN_KEY_SPACE, SendingDomain, signing_key
 from domain.sequences import Sequence
 from engine.accounts import mint
 from engine.errors import Conflict
@@ -82,7 +89,9 @@ def expected(domain: SendingDomain | dict[str, Any], config: DomainConfig) -> li
         name, token, keys = domain.name, domain.verification_token, domain.dkim_keys
     else:
         name, token, keys = domain["name"], domain["verification_token"], domain["dkim_keys"]
-    dkim = [(k["selector"], k["algorithm"], k["public"]) for k in keys]
+    dkim = [
+        DkimKey(k["selector"], k["algorithm"], k["public"], bool(k.get("pending"))) for k in keys
+    ]
     return expected_records(name, token, dkim, config.dns)
 
 
@@ -164,6 +173,17 @@ def change_settings(
     domain = get_domain(store, account_id, domain_id)
     domain.change_settings(changes)
     store.save(domain)
+
+
+def rotate_dkim(
+    store: EventStore, box: SecretBox, config: DomainConfig, account_id: int, domain_id: int
+) -> str:
+    """Start a DKIM key rotation: a new key on the standby selector, signing once DNS has it
+    (the old key signs until then); returns that selector."""
+    domain = get_domain(store, account_id, domain_id)
+    selector = domain.rotate_dkim(_new_key(box, "", config.dkim_algorithm))
+    store.save(domain)
+    return selector
 
 
 def delete_domain(store: EventStore, account_id: int, domain_id: int, by: str) -> list[int]:
@@ -280,6 +300,10 @@ def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
     records = []
     for record in expected(row, config):
         result = checked.get(record.key, {})
+        if result.get("status") in ("pass", "fail", "missing"):
+            # judged again against what is expected now (a rotated key expects a new value)
+            verdict = judge(record, result.get("found", []))
+            result = {**result, "status": verdict.status, "problem": verdict.problem}
         records.append(
             {
                 "key": record.key,
@@ -309,6 +333,7 @@ def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
         "dns_verified_at": api_time(verified_at) if verified_at and row["dns_verified"] else None,
         "dns_checked_at": api_time(row["checked_at"]) if row.get("checked_at") else None,
         "dns_records": records,
+        "dkim_signing_selector": signing_key(row["dkim_keys"])["selector"],
         **row["settings"],
         "alert_recipient_email": None,
         "permissions": {"can_read": True, "can_update": True, "can_destroy": True},
@@ -316,12 +341,12 @@ def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
 
 
 def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
-    """The DKIM key that signs for each verified domain (its first selector's)."""
+    """The DKIM key that signs for each verified domain."""
     keys = []
     for row in verified_domains(db):
-        first = row["dkim_keys"][0]
+        signing = signing_key(row["dkim_keys"])
         try:
-            keys.append(load_key(row["name"], first["selector"], box.open(first["private"])))
+            keys.append(load_key(row["name"], signing["selector"], box.open(signing["private"])))
         except ValueError as error:  # SecretError, InvalidKeys: this domain goes unsigned
             log.warning("DKIM key of %s cannot be used: %s", row["name"], error)
     return keys

@@ -32,6 +32,7 @@ class SendingDomains:
             SendingDomain.VerificationLost,
             SendingDomain.SettingsChanged,
             SendingDomain.DomainDeleted,
+            SendingDomain.DkimKeysChanged,
         )
     )
 
@@ -92,6 +93,9 @@ class SendingDomains:
             elif isinstance(e, SendingDomain.VerificationLost):
                 statement = "UPDATE {sending_domains} SET dns_verified = 0"
                 values = ()
+            elif isinstance(e, SendingDomain.DkimKeysChanged):
+                statement = "UPDATE {sending_domains} SET dkim_keys = ?"
+                values = (_ENCODER.encode(e.dkim_keys).decode(),)
             elif isinstance(e, SendingDomain.SettingsChanged):
                 statement = "UPDATE {sending_domains} SET settings = ?"
                 values = (_ENCODER.encode(e.settings).decode(),)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.domains import add_domain
+from engine.domains import add_domain, get_domain
 from engine.runtime import Runtime
 from tests.support.process import Serve, postline, postline_command, process_env
 
@@ -230,3 +230,26 @@ def test_suppressions_import_and_export_csv(
     )
     assert unknown.returncode == 2
     assert "has no sending domain elsewhere.example" in unknown.stderr
+
+
+def test_dkim_rotate_prints_the_record_to_publish(
+    runtime: Runtime, account: tuple[int, str], database_url: str, tmp_path: Path
+) -> None:
+    account_id, _ = account
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, "example.org"
+    )
+    before = get_domain(runtime.store, account_id, domain_id).dkim_keys
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    common = ["--data-dir", str(tmp_path), "--account", str(account_id)]
+    rotated = json.loads(
+        postline("dkim", "rotate", "--domain", "example.org", "--json", *common, env=env).stdout
+    )
+    after = get_domain(runtime.store, account_id, domain_id).dkim_keys
+    assert (rotated["selector"], rotated["record"]["name"]) == ("pl2", "pl2._domainkey.example.org")
+    assert rotated["record"]["value"] == f"v=DKIM1; k=rsa; p={after[1]['public']}"
+    assert after[1]["public"] != before[1]["public"]
+    assert after[0]["public"] == before[0]["public"]  # pl1 goes on signing meanwhile
+    unknown = postline("dkim", "rotate", "--domain", "nope.example", *common, env=env, check=False)
+    assert unknown.returncode == 2
+    assert "has no sending domain nope.example" in unknown.stderr

@@ -4,12 +4,11 @@ import asyncio
 import email
 import ssl
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dkim
-import dns.resolver
 import msgspec
 import pytest
 
@@ -29,7 +28,7 @@ from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
 from projections.suppressions import list_suppressions
-from tests.support.dns import LocalDns, Zone
+from tests.support.dns import LocalDns, Zone, txt_from
 from tests.support.mx_sink import MxSink
 from tests.support.smtp import Certificates
 
@@ -155,19 +154,6 @@ def published_domain(
     for record in records:
         dns_server.zone.txt[record.domain] = record.value
     return domain_id, records
-
-
-def txt_from(dns_server: LocalDns) -> Callable[..., bytes | None]:
-    """dkimpy's DNS function, asking the test DNS server."""
-
-    def txt(name: bytes, timeout: int = 5) -> bytes | None:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = ["127.0.0.1"]
-        resolver.nameserver_ports = {"127.0.0.1": dns_server.port}
-        answer = resolver.resolve(name.decode(), "TXT")
-        return b"".join(b"".join(r.strings) for r in answer)
-
-    return txt
 
 
 def history(runtime: Runtime, message_id: str) -> tuple[str, list[str], dict]:

@@ -3,14 +3,23 @@
 import asyncio
 from collections.abc import Iterator
 
+import dkim
 import pytest
 
+from adapters.dkim_signing import Signer
 from adapters.dns import RecordLookup
 from engine.accounts import issue_token, open_account
-from engine.domains import DomainRefused, add_domain, delete_domain, domain_view, expected
+from engine.domains import (
+    DomainRefused,
+    add_domain,
+    delete_domain,
+    domain_view,
+    expected,
+    signing_keys,
+)
 from engine.runtime import Runtime
 from projections.sending_domains import find_domain
-from tests.support.dns import LocalDns, Zone
+from tests.support.dns import LocalDns, Zone, txt_from
 from tests.support.live import LiveServer
 
 DOMAIN = "example.org"
@@ -232,3 +241,54 @@ def test_bad_requests_are_refused_with_the_reason(
         )
         assert (answer.status_code, error in answer.json()["error"]) == (422, True)
     assert live.client.get(base).status_code == 401
+
+
+def test_a_dkim_rotation_signs_with_the_old_key_until_dns_has_the_new(
+    runtime: Runtime, account: tuple[int, str], dns_server: LocalDns, live: LiveServer
+) -> None:
+    account_id, token = account
+    runtime.domain_checker.lookup = RecordLookup(dns_server.nameservers, timeout=2)
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, DOMAIN
+    )
+    shown = view(runtime, account_id, domain_id)
+    publish(dns_server.zone, shown)
+
+    def check() -> dict:
+        asyncio.run(runtime.domain_checker.check(account_id, domain_id))
+        return view(runtime, account_id, domain_id)
+
+    def signs_as() -> str:
+        (key,) = signing_keys(runtime.store.db, runtime.secrets)
+        message = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nHi\r\n"
+        signed = Signer([key]).sign(message, DOMAIN)
+        assert dkim.verify(signed, dnsfunc=txt_from(dns_server))
+        return key.selector
+
+    assert check()["dns_verified"]
+    assert signs_as() == "pl1"
+    old = {r["key"]: r["value"] for r in shown["dns_records"]}
+
+    rotated = live.client.post(
+        f"/api/accounts/{account_id}/sending_domains/{domain_id}/rotate_dkim",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert rotated.status_code == 200, rotated.text
+    shown = rotated.json()
+    dkim2 = next(r for r in shown["dns_records"] if r["key"] == "dkim2")
+    assert dkim2["value"] != old["dkim2"]
+    assert (dkim2["status"], dkim2["required"]) == ("fail", False)  # the old key is published
+    assert (shown["dkim_signing_selector"], shown["dns_verified"]) == ("pl1", True)
+
+    shown = check()  # DNS still has the old pl2 key: nothing changes, pl1 signs
+    assert (shown["dns_verified"], shown["dkim_signing_selector"]) == (True, "pl1")
+    assert signs_as() == "pl1"
+
+    publish(dns_server.zone, shown)
+    shown = check()
+    assert set(statuses(shown).values()) == {"pass"}
+    assert all(r["required"] for r in shown["dns_records"])
+    assert (shown["dns_verified"], shown["dkim_signing_selector"]) == (True, "pl2")
+    assert signs_as() == "pl2"
+    # pl1 stays published and required: the next rotation replaces it
+    assert next(r for r in shown["dns_records"] if r["key"] == "dkim1")["value"] == old["dkim1"]

@@ -1,7 +1,9 @@
 """A local DNS server for tests (dnslib), serving the zone a test gives it."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import dns.resolver
 from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
@@ -73,3 +75,16 @@ class LocalDns:
     def stop(self) -> None:
         self.server.stop()
         self.server.server.server_close()
+
+
+def txt_from(dns_server: "LocalDns") -> Callable[..., bytes | None]:
+    """dkimpy's DNS function, asking the test DNS server."""
+
+    def txt(name: bytes, timeout: int = 5) -> bytes | None:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.nameserver_ports = {"127.0.0.1": dns_server.port}
+        answer = resolver.resolve(name.decode(), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return txt

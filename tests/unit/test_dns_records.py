@@ -2,7 +2,7 @@
 
 import pytest
 
-from domain.dns_records import DnsSettings, expected_records, judge, normalise
+from domain.dns_records import DkimKey, DnsSettings, expected_records, judge, normalise
 
 SETTINGS = DnsSettings(spf_mechanism="a:mta.example.net", tracking_host="t.example.net")
 RECORDS = {
@@ -10,7 +10,7 @@ RECORDS = {
     for r in expected_records(
         "example.org",
         "abc123",
-        [("pl1", "rsa-sha256", "KEY1"), ("pl2", "rsa-sha256", "KEY2")],
+        [DkimKey("pl1", "rsa-sha256", "KEY1"), DkimKey("pl2", "rsa-sha256", "KEY2")],
         SETTINGS,
     )
 }

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.sending_domains import SendingDomain
+from domain.sending_domains import SendingDomain, signing_key
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 REQUIRED = {"spf", "dkim1"}
@@ -68,3 +68,25 @@ def test_settings_change_only_known_names_and_only_when_different() -> None:
         d.change_settings({"colour": True})
     assert kinds(d) == ["DomainAdded", "SettingsChanged"]
     assert d.settings["open_tracking_enabled"] is True
+
+
+def test_a_rotated_key_signs_once_its_record_passes() -> None:
+    d = domain()
+    d.dkim_keys = [
+        {"selector": "pl1", "public": "A"},
+        {"selector": "pl2", "public": "B"},
+    ]
+    assert d.rotate_dkim({"selector": "", "public": "C"}) == "pl2"
+    assert d.rotate_dkim({"selector": "", "public": "D"}) == "pl2"  # restarted, still pending
+    assert signing_key(d.dkim_keys)["public"] == "A"
+    assert [k["pending"] for k in d.dkim_keys] == [False, True]
+    d.record_check(results(dkim1="pass", dkim2="fail"), REQUIRED, NOW)
+    assert signing_key(d.dkim_keys)["public"] == "A"
+    d.record_check(results(dkim1="pass", dkim2="pass"), REQUIRED, NOW)
+    assert signing_key(d.dkim_keys) == {
+        "selector": "pl2",
+        "public": "D",
+        "signs": True,
+        "pending": False,
+    }
+    assert d.rotate_dkim({"selector": "", "public": "E"}) == "pl1"  # the next one replaces pl1
