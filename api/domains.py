@@ -16,6 +16,10 @@ from litestar.params import FromPath
 from api.auth import caller
 from api.body import read_json
 from api.errors import BadRequest
+from domain.addresses import is_valid_address
+from domain.dns_records import setup_instructions
+from domain.submission import Address, Draft
+from engine.accept import Origin
 from engine.accounts import Principal
 from engine.domains import (
     DomainRefused,
@@ -24,6 +28,7 @@ from engine.domains import (
     change_settings,
     delete_domain,
     domain_view,
+    expected,
     get_domain,
     rotate_dkim,
     row_of,
@@ -205,6 +210,42 @@ async def rotate_domain_dkim(
     return await _view(runtime, account, domain_id)
 
 
+@post(
+    f"{PATH}/{{domain_id:int}}/send_setup_instructions",
+    tags=TAGS,
+    summary="Mail the DNS records to publish to someone who runs the domain's DNS",
+    status_code=204,
+)
+async def send_setup_instructions(
+    request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
+) -> Response[None]:
+    runtime, principal = await _domain_scope(request, account_id, domain_id, admin=True)
+    email = (await read_json(request, dict)).get("email")
+    if not isinstance(email, str) or not is_valid_address(email):
+        raise BadRequest(["email must be a valid email address"], 422)
+    config = runtime.domain_config
+    if config.system_sender is None:
+        raise BadRequest(
+            ["this installation mails no instructions: its operator sets POSTLINE_SYSTEM_SENDER"],
+            422,
+        )
+    try:
+        domain = await runtime.run(get_domain, runtime.store, principal.account_id, domain_id)
+    except NoSuchDomain:
+        raise NotFoundException from None
+    draft = Draft(
+        sender=Address(email=config.system_sender, name="Postline"),
+        to=[Address(email=email)],
+        subject=f"DNS records to publish for {domain.name}",
+        text=setup_instructions(domain.name, expected(domain, config)),
+        category="setup instructions",
+    )
+    client = request.client
+    origin = Origin(principal, "transactional", "system", client.host if client else None)
+    await runtime.acceptor.send(origin, draft)
+    return Response(None, status_code=204)
+
+
 HANDLERS = [
     list_sending_domains,
     create_sending_domain,
@@ -213,4 +254,5 @@ HANDLERS = [
     delete_sending_domain,
     verify_sending_domain,
     rotate_domain_dkim,
+    send_setup_instructions,
 ]

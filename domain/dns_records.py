@@ -162,3 +162,26 @@ def _tags(value: str) -> dict[str, str]:
         if sep:
             tags[name.strip().lower()] = re.sub(r"\s+", "", tag_value)
     return tags
+
+
+def setup_instructions(domain: str, records: Sequence[ExpectedRecord]) -> str:
+    """A plain-text message telling whoever runs the domain's DNS what to publish."""
+    lines = [
+        f"To send mail from {domain}, publish these DNS records at its DNS provider.",
+        "",
+    ]
+    for record in records:
+        need = "required" if record.required else "optional"
+        lines += [
+            f"{record.key} ({need})",
+            f"  type:  {record.type}",
+            f"  name:  {record.domain}",
+            f"         (some providers want it without the domain: {record.name or '@'})",
+            f"  value: {record.value}",
+            "",
+        ]
+    lines += [
+        "Quote TXT values if your provider asks for it; a trailing dot on names is fine.",
+        "The records are checked every hour: the domain sends once every required one passes.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ class Origin:
 
     principal: Principal
     stream: str  # transactional | bulk
-    source: str  # api | smtp
+    source: str  # api | smtp | system (Postline's own mail: not subject to the sender policy)
     client_ip: str | None
 
 
@@ -151,7 +151,7 @@ class Acceptor:
     async def send(self, origin: Origin, draft: Draft) -> list[str]:
         """Accept one request; returns one message id per recipient (to, cc, bcc order)."""
         submission = validate(draft, self._limits, guess_type=guess_type)
-        if self._senders is not None:
+        if self._senders is not None and origin.source != "system":
             await self._senders.check(origin.principal, submission.sender)
         staged = _Staged(self._clock())
         ids = self._stage(staged, origin, submission, body_sha=None)

@@ -81,6 +81,8 @@ class DomainConfig:
 
     dns: DnsSettings
     dkim_algorithm: str = "rsa"  # rsa (2048 bits) or ed25519
+    # The installation's own address, which mails setup instructions (None: it does not).
+    system_sender: str | None = None
 
 
 def expected(domain: SendingDomain | dict[str, Any], config: DomainConfig) -> list[ExpectedRecord]:

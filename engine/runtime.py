@@ -86,13 +86,15 @@ class Runtime:
                     projector.create_schema()
         except PersistenceError as error:
             raise StoreUnavailable(f"cannot open the store at {url.display}: {error}") from error
+        self.domain_config = domain_config or settings.domain_config()
         self.auth = Authenticator(self.store)
-        self.senders = SenderDomains(self.store.db, sender_policy)
+        self.senders = SenderDomains(
+            self.store.db, sender_policy, system_sender=self.domain_config.system_sender
+        )
         self.acceptor = Acceptor(self.committer, limits, senders=self.senders)
         self.limits = limits
         self.runs_projections = projections
         self.data_dir = data_dir or settings.data_dir(None)
-        self.domain_config = domain_config or settings.domain_config()
         self.domain_check_interval = domain_check_interval
         self._secrets: SecretBox | None = None
         self.domain_checker = DomainChecker(self)

@@ -51,10 +51,12 @@ class SenderDomains:
         policy: str = "verified",
         ttl: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        system_sender: str | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"sender policy: choose from {', '.join(POLICIES)} (got {policy!r})")
         self.policy = policy
+        self.system_sender = system_sender.lower() if system_sender else None
         self._db = db
         self._ttl = ttl
         self._clock = clock
@@ -86,8 +88,9 @@ class SenderDomains:
 
     async def check_verified(self, account_id: int, sender: str) -> None:
         """SenderNotAllowed unless `sender`'s domain is one the account may send from now
-        (for mail already accepted, whose token was checked then)."""
-        if self.policy == "any":
+        (for mail already accepted, whose token was checked then). The installation's own
+        address always may: only Postline itself sends from it."""
+        if self.policy == "any" or sender.lower() == self.system_sender:
             return
         domain = comparable_domain(domain_of(sender))
         if not (await self._names(account_id)).get(domain, (0, False))[1]:

@@ -27,7 +27,8 @@ def domain_config() -> DomainConfig:
 
     `POSTLINE_SPF_MECHANISM` (default `a:<this host's name>`) is what each domain's SPF record
     must include; `POSTLINE_RETURN_PATH_DOMAIN` and `POSTLINE_TRACKING_HOST` add the optional
-    return-path and click-tracking CNAMEs; `POSTLINE_DKIM_ALGORITHM` is rsa or ed25519.
+    return-path and click-tracking CNAMEs; `POSTLINE_DKIM_ALGORITHM` is rsa or ed25519;
+    `POSTLINE_SYSTEM_SENDER` is the address setup instructions are mailed from.
     """
     spf = os.environ.get("POSTLINE_SPF_MECHANISM") or f"a:{socket.getfqdn()}"
     return DomainConfig(
@@ -37,4 +38,5 @@ def domain_config() -> DomainConfig:
             tracking_host=os.environ.get("POSTLINE_TRACKING_HOST") or None,
         ),
         dkim_algorithm=os.environ.get("POSTLINE_DKIM_ALGORITHM", "rsa"),
+        system_sender=os.environ.get("POSTLINE_SYSTEM_SENDER") or None,
     )

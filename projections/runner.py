@@ -100,13 +100,19 @@ class Projector:
         return len(notifications)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Run until the read model has seen the whole log; returns notifications consumed."""
+        """Run until the read model has seen the whole log as it was at the call; returns
+        notifications consumed (by this call: another process may have applied some)."""
+        head = self.app.recorder.max_notification_id() or 0
         total = 0
-        while consumed := self.run_once():
+        while True:
+            consumed = self.run_once()
             total += consumed
-            if progress is not None:
+            if consumed and progress is not None:
                 progress(self.position())
-        return total
+            # Nothing consumed: either the end, or another process moved the position under
+            # this one (a batch it read before the last commits): then read on from there.
+            if not consumed and self.position() >= head:
+                return total
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the read model's rows and project the whole log again."""

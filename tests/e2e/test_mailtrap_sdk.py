@@ -11,7 +11,11 @@ import pytest
 import trustme
 from mailtrap.exceptions import APIError
 from mailtrap.models.api_tokens import ApiTokenResource, CreateApiTokenParams
-from mailtrap.models.sending_domains import CreateSendingDomainParams, UpdateSendingDomainParams
+from mailtrap.models.sending_domains import (
+    CreateSendingDomainParams,
+    SendSetupInstructionsParams,
+    UpdateSendingDomainParams,
+)
 from mailtrap.models.suppressions import CreateSuppressionParams
 
 from tests.support.process import Serve, postline
@@ -29,7 +33,7 @@ def https_server(
         pem.write_to_path(cert_file, append=True)
     cert.private_key_pem.write_to_path(key_file)
     ca.cert_pem.write_to_path(ca_file)
-    env = {"POSTLINE_DATABASE_URL": database_url}
+    env = {"POSTLINE_DATABASE_URL": database_url, "POSTLINE_SYSTEM_SENDER": "pl@mta.example.net"}
     data = tmp_path / "data"
     boot = postline("bootstrap", "--json", "--data-dir", str(data), env=env)
     credentials = json.loads(boot.stdout)
@@ -149,6 +153,14 @@ def test_sending_domains_through_the_sdk(https_server: tuple[Serve, str, str]) -
     ]
     assert [d.id for d in api.get_list()] == [created.id]
     assert api.get_by_id(created.id).dns_records == created.dns_records
+
+    sent = api.send_setup_instructions(
+        created.id, SendSetupInstructionsParams(email="it@example.org")
+    )
+    assert sent.message.startswith("Instructions email has been sent")
+    with pytest.raises(APIError) as bad_address:
+        api.send_setup_instructions(created.id, SendSetupInstructionsParams(email="it"))
+    assert bad_address.value.status == 422
 
     updated = api.update(created.id, UpdateSendingDomainParams(open_tracking_enabled=True))
     assert (updated.open_tracking_enabled, updated.click_tracking_enabled) == (True, False)

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import dkim
 import pytest
@@ -18,6 +19,8 @@ from engine.domains import (
     signing_keys,
 )
 from engine.runtime import Runtime
+from engine.sender_policy import SenderNotAllowed
+from projections.email_logs import get_message
 from projections.sending_domains import find_domain
 from tests.support.dns import LocalDns, Zone, txt_from
 from tests.support.live import LiveServer
@@ -292,3 +295,53 @@ def test_a_dkim_rotation_signs_with_the_old_key_until_dns_has_the_new(
     assert signs_as() == "pl2"
     # pl1 stays published and required: the next rotation replaces it
     assert next(r for r in shown["dns_records"] if r["key"] == "dkim1")["value"] == old["dkim1"]
+
+
+def test_setup_instructions_are_mailed_from_the_installations_address(
+    runtime: Runtime, account: tuple[int, str], live: LiveServer
+) -> None:
+    account_id, token = account
+    headers = {"Authorization": f"Bearer {token}"}
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account_id, DOMAIN
+    )
+    path = f"/api/accounts/{account_id}/sending_domains/{domain_id}/send_setup_instructions"
+    unset = live.client.post(path, json={"email": "dns@example.org"}, headers=headers)
+    assert unset.status_code == 422
+    assert "POSTLINE_SYSTEM_SENDER" in unset.json()["error"]
+
+    system = "postline@mta.example.net"
+    runtime.domain_config = replace(runtime.domain_config, system_sender=system)
+    runtime.senders.system_sender = system
+    runtime.senders.policy = "verified"  # nobody may send as example.org yet; Postline may
+    assert live.client.post(path, json={"email": "nope"}, headers=headers).status_code == 422
+    sent = live.client.post(path, json={"email": "dns@example.org"}, headers=headers)
+    assert sent.status_code == 204, sent.text
+    runtime.email_logs.catch_up()
+    with runtime.store.db.transaction(commit=False) as cursor:
+        cursor.execute(runtime.store.db.prepare("SELECT message_id FROM {email_logs}"))
+        (row,) = cursor.fetchall()
+    message = get_message(runtime.store.db, account_id, row["message_id"])
+    assert message is not None
+    assert (message["from"], message["to"], message["subject"], message["category"]) == (
+        system,
+        "dns@example.org",
+        f"DNS records to publish for {DOMAIN}",
+        "setup instructions",
+    )
+    # the address stays Postline's own: a client cannot send from it
+    refused = live.client.post(
+        "/api/send",
+        json={
+            "from": {"email": system},
+            "to": [{"email": "a@example.net"}],
+            "subject": "s",
+            "text": "t",
+        },
+        headers=headers,
+    )
+    assert refused.status_code == 401
+    # the MTA lets Postline's own mail go, and holds the account's unverified domain
+    asyncio.run(runtime.senders.check_verified(account_id, system))
+    with pytest.raises(SenderNotAllowed):
+        asyncio.run(runtime.senders.check_verified(account_id, f"shop@{DOMAIN}"))

@@ -2,7 +2,14 @@
 
 import pytest
 
-from domain.dns_records import DkimKey, DnsSettings, expected_records, judge, normalise
+from domain.dns_records import (
+    DkimKey,
+    DnsSettings,
+    expected_records,
+    judge,
+    normalise,
+    setup_instructions,
+)
 
 SETTINGS = DnsSettings(spf_mechanism="a:mta.example.net", tracking_host="t.example.net")
 RECORDS = {
@@ -68,3 +75,12 @@ def test_failures_say_what_is_wrong() -> None:
 def test_normalise() -> None:
     assert normalise('"v=spf1  mx" " ~all"') == "v=spf1 mx ~all"
     assert normalise("Host.Example.") == "Host.Example"
+
+
+def test_setup_instructions_list_every_record() -> None:
+    text = setup_instructions("example.org", list(RECORDS.values()))
+    for record in RECORDS.values():
+        assert f"  name:  {record.domain}\n" in text
+        assert f"  value: {record.value}\n" in text
+    assert "link_verification (optional)" in text
+    assert "dkim1 (required)" in text
