@@ -5,6 +5,8 @@ is not set, `secret.key` in the data folder, created on first use with mode 0600
 of an installation needs the same key: on several hosts, set the variable.
 """
 
+import hashlib
+import hmac
 import os
 import tempfile
 from pathlib import Path
@@ -23,10 +25,15 @@ class SecretBox:
     """Seal and open small secrets."""
 
     def __init__(self, key: bytes) -> None:
+        self._key = key
         try:
             self._fernet = Fernet(key)
         except ValueError as error:
             raise SecretError(f"{SECRET_KEY_ENV} is not a Fernet key: {error}") from None
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for one purpose (signing links, say), derived from the installation's key."""
+        return hmac.new(self._key, purpose.encode("utf-8"), hashlib.sha256).digest()
 
     def seal(self, secret: bytes) -> str:
         return self._fernet.encrypt(secret).decode("ascii")

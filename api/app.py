@@ -10,7 +10,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, Yaml
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
-from api import domains, logs, sending, suppressions, system, tokens
+from api import domains, logs, sending, suppressions, system, tokens, unsubscribe
 from api.errors import EXCEPTION_HANDLERS
 from engine.runtime import Runtime
 
@@ -65,6 +65,7 @@ def create_app(
         *domains.HANDLERS,
         *suppressions.HANDLERS,
         *tokens.HANDLERS,
+        *unsubscribe.HANDLERS,
         system.healthz,
         system.readyz,
         openapi_json,

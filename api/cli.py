@@ -13,12 +13,14 @@ from typing import Any
 from api import mta
 from api.app import VERSION
 from domain.addresses import is_valid_address
+from domain.feedback_reports import NotAReport, read_report
 from domain.suppressions import TYPES as SUPPRESSION_TYPES
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
 from engine.dkim_keys import InvalidKeys, create_key
 from engine.domains import NoSuchDomain, domain_named, expected, get_domain, rotate_dkim
 from engine.errors import StoreUnavailable
+from engine.opt_outs import UnknownMessage, complain
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
 from engine.suppressions import suppress
@@ -28,6 +30,7 @@ log = logging.getLogger("postline")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_DATA = 65  # sysexits EX_DATAERR: a mail filter piping reports in sees a bad one
 
 
 def _store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -248,6 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--account", type=int, required=True, metavar="ID")
     exporter.add_argument("--out", metavar="FILE", help="where to write (default: standard out)")
 
+    complaints = commands.add_parser("complaints", help="spam complaints from feedback loops")
+    complaint_commands = complaints.add_subparsers(
+        dest="complaints_command", required=True, metavar="ACTION"
+    )
+    ingest = complaint_commands.add_parser(
+        "ingest",
+        help="record the complaint of an RFC 5965 feedback report (pipe the report in from "
+        "the mailbox that receives them)",
+    )
+    _store_arguments(ingest)
+    ingest.add_argument(
+        "file", nargs="?", default="-", metavar="REPORT", help="the report (default: stdin)"
+    )
+    _json_argument(ingest)
+
     replay = commands.add_parser("replay", help="rebuild every read model from the event log")
     _store_arguments(replay)
     _json_argument(replay)
@@ -301,6 +319,40 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         },
         f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
         f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
+    )
+    return 0
+
+
+def cmd_complaints_ingest(args: argparse.Namespace) -> int:
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        complaint = read_report(data)
+    except OSError as error:
+        print(f"postline: {args.file}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotAReport as error:
+        print(f"postline: {args.file}: {error}", file=sys.stderr)
+        return EXIT_DATA
+    runtime, _ = _open(args)
+    try:
+        message = complain(runtime.store, complaint)
+    except UnknownMessage as error:
+        print(f"postline: {args.file}: {error}", file=sys.stderr)
+        return EXIT_DATA
+    finally:
+        runtime.close()
+    recorded = "spam" in message.opted_out
+    _print(
+        args,
+        {
+            "message_id": str(complaint.message_id),
+            "recipient": message.recipient,
+            "feedback_type": complaint.feedback_type,
+            "recorded": recorded,
+        },
+        f"{complaint.feedback_type} complaint from {message.recipient} about message "
+        f"{complaint.message_id}"
+        + ("" if recorded else ": not recorded, the message was never delivered"),
     )
     return 0
 
@@ -491,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.suppressions_command == "import":
                 return cmd_suppressions_import(args)
             return cmd_suppressions_export(args)
+        if args.command == "complaints":
+            return cmd_complaints_ingest(args)
         if args.command == "dkim":
             if args.dkim_command == "rotate":
                 return cmd_dkim_rotate(args)

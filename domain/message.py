@@ -53,6 +53,7 @@ class Message(Aggregate):
         self.status = "enqueued"
         self.attempts = 0
         self.suspensions = 0
+        self.opted_out: set[str] = set()  # "unsubscribe", "spam"
 
     @event("Queued")
     def queue(self) -> None:
@@ -117,6 +118,33 @@ class Message(Aggregate):
     def reject(self, *, reason: str) -> None:
         """Never sent: something stands in the way (a suppressed recipient)."""
         self.status = "not_delivered"
+
+    @event("Unsubscribed")
+    def _unsubscribed(self, *, ip: str | None, user_agent: str | None) -> None:
+        self.status = "opted_out"
+        self.opted_out.add("unsubscribe")
+
+    @event("Complained")
+    def _complained(self, *, feedback_type: str, reporter: str | None) -> None:
+        self.status = "opted_out"
+        self.opted_out.add("spam")
+
+    def unsubscribe(self, ip: str | None, user_agent: str | None) -> bool:
+        """The recipient asked for no more of this mail; False if it already had, or never
+        received it (only delivered mail is opted out of: mail still queued keeps its version
+        for the workers that hold it)."""
+        if "unsubscribe" in self.opted_out or self.status not in ("delivered", "opted_out"):
+            return False
+        self._unsubscribed(ip=ip, user_agent=user_agent)
+        return True
+
+    def complain(self, feedback_type: str, reporter: str | None) -> bool:
+        """The recipient reported it as spam (a feedback-loop report); False if known, or if
+        it was never delivered."""
+        if "spam" in self.opted_out or self.status not in ("delivered", "opted_out"):
+            return False
+        self._complained(feedback_type=feedback_type, reporter=reporter)
+        return True
 
 
 # A message whose sending domain lost its verification while it waited is held and checked

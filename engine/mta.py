@@ -32,6 +32,7 @@ from adapters.dns import MxHost, MxResolver, Route, RouteError
 from adapters.smtp_client import ConnectFailed, MxConnection, Reply
 from domain.addresses import domain_of
 from domain.bounces import BounceRules, parse_reply
+from domain.feedback_reports import MESSAGE_ID_HEADER
 from domain.message import (
     DOMAIN_NOT_VERIFIED,
     FORMAT_COMPOSITION,
@@ -269,7 +270,7 @@ class Mta:
         limit = 1 if verp else site.policy.max_recipients_per_transaction
         if site.rate is not None:  # one transaction must fit in the rate's window
             limit = min(limit, site.rate.amount)
-        for transaction in transactions(messages, limit):
+        for transaction in transactions(messages, limit, alone=_per_recipient):
             site.queue.put_nowait((transaction, route))
         self._staff(site)
 
@@ -475,11 +476,23 @@ class Mta:
             data = render(_HEAD.decode(head), _BODY.decode(body))
         else:
             data = deliverable(head, body)
+        if message.stream == "bulk":
+            data = self._bulk_headers(message, data) + data
         domain = domain_of(message.sender)
         if self.signer and self.signer.keys_for(domain):
             # RSA signing is pure Python in dkimpy (milliseconds): off the event loop.
             data = await self.runtime.run(self.signer.sign, data, domain)
         return data
+
+    def _bulk_headers(self, message: QueuedMessage, data: bytes) -> bytes:
+        """What bulk mail carries for each recipient: the message's id (feedback-loop reports
+        lead back to it) and, unless the sender set its own, a one-click unsubscribe link."""
+        headers = f"{MESSAGE_ID_HEADER}: {message.message_id}\r\n"
+        url = self.runtime.unsubscribe_links.url(message.message_id)
+        head = b"\n" + data[: data.find(b"\r\n\r\n")].lower()
+        if url is not None and b"\nlist-unsubscribe:" not in head:
+            headers += f"List-Unsubscribe: <{url}>\r\n{ONE_CLICK}\r\n"
+        return headers.encode("ascii")
 
     async def _read_blobs(self, shas: list[str]) -> dict[str, bytes]:
         return await self.runtime.run(self.runtime.store.get_blobs, shas)
@@ -589,12 +602,21 @@ class Mta:
             log.warning("queue not settled: %s", error)
 
 
-def transactions(messages: list[QueuedMessage], limit: int) -> list[list[QueuedMessage]]:
+def transactions(
+    messages: list[QueuedMessage],
+    limit: int,
+    alone: Callable[[QueuedMessage], bool] = lambda message: False,
+) -> list[list[QueuedMessage]]:
     """Copies of one message (same sender and content) to one domain, as SMTP transactions of
-    at most `limit` distinct recipients each; everything else goes alone."""
+    at most `limit` distinct recipients each; everything else, and each message `alone` says
+    differs per recipient, goes alone."""
     groups: dict[tuple[str, str, str, str], list[list[QueuedMessage]]] = {}
     seen: dict[int, set[str]] = {}
+    singles: list[list[QueuedMessage]] = []
     for message in messages:
+        if alone(message):
+            singles.append([message])
+            continue
         key = (message.sender, message.format, message.head, message.body)
         batches = groups.setdefault(key, [])
         for batch in batches:
@@ -607,4 +629,12 @@ def transactions(messages: list[QueuedMessage], limit: int) -> list[list[QueuedM
             batch = [message]
             batches.append(batch)
             seen[id(batch)] = {message.recipient}
-    return [batch for batches in groups.values() for batch in batches]
+    return [batch for batches in groups.values() for batch in batches] + singles
+
+
+ONE_CLICK = "List-Unsubscribe-Post: List-Unsubscribe=One-Click"  # RFC 8058
+
+
+def _per_recipient(message: QueuedMessage) -> bool:
+    """Bulk mail carries headers of its own recipient (`_bulk_headers`): never shared."""
+    return message.stream == "bulk"

@@ -22,6 +22,7 @@ from engine.dispatch import Dispatch
 from engine.domain_checks import DomainChecker
 from engine.domains import DomainConfig
 from engine.errors import StoreUnavailable
+from engine.opt_outs import UnsubscribeLinks
 from engine.sender_policy import SenderDomains
 from engine.store import EventStore
 from engine.suppressions import AutoSuppress
@@ -60,6 +61,7 @@ class Runtime:
         domain_config: DomainConfig | None = None,
         domain_check_interval: float = DOMAIN_CHECK_SECONDS,
         sender_policy: str = "verified",
+        public_url: str | None = None,
     ) -> None:
         try:
             with schema_lock(url):
@@ -97,6 +99,8 @@ class Runtime:
         self.data_dir = data_dir or settings.data_dir(None)
         self.domain_check_interval = domain_check_interval
         self._secrets: SecretBox | None = None
+        self._links: UnsubscribeLinks | None = None
+        self.public_url = public_url if public_url is not None else settings.public_url()
         self.domain_checker = DomainChecker(self)
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
         self._wakes: list[asyncio.Event] = []
@@ -127,6 +131,13 @@ class Runtime:
         if self._secrets is None:
             self._secrets = secret_box(self.data_dir)
         return self._secrets
+
+    @property
+    def unsubscribe_links(self) -> UnsubscribeLinks:
+        """Signed unsubscribe URLs under `POSTLINE_PUBLIC_URL` (none when it is unset)."""
+        if self._links is None:
+            self._links = UnsubscribeLinks(self.secrets, self.public_url)
+        return self._links
 
     async def stop_background(self) -> None:
         self.domain_checker.stop()

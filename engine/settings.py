@@ -8,7 +8,14 @@ from adapters.database import InvalidDatabaseUrl, StoreUrl, parse_url
 from domain.dns_records import DnsSettings
 from engine.domains import DomainConfig
 
-__all__ = ["InvalidDatabaseUrl", "StoreUrl", "data_dir", "domain_config", "store_url"]
+__all__ = [
+    "InvalidDatabaseUrl",
+    "StoreUrl",
+    "data_dir",
+    "domain_config",
+    "public_url",
+    "store_url",
+]
 
 
 def data_dir(given: str | None) -> Path:
@@ -20,6 +27,12 @@ def store_url(given: str | None, data: Path) -> StoreUrl:
     """`--database-url`, else POSTLINE_DATABASE_URL, else SQLite in the data folder."""
     url = given or os.environ.get("POSTLINE_DATABASE_URL") or f"sqlite:///{data / 'postline.db'}"
     return parse_url(url)
+
+
+def public_url() -> str | None:
+    """`POSTLINE_PUBLIC_URL`: where recipients reach this installation's HTTP API (the base of
+    unsubscribe links), e.g. `https://mail.example.net`."""
+    return os.environ.get("POSTLINE_PUBLIC_URL") or None
 
 
 def domain_config() -> DomainConfig:

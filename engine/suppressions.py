@@ -1,9 +1,10 @@
-"""Suppression commands, and the process that suppresses hard-bounced addresses.
+"""Suppression commands, and the process that suppresses recipients who cannot or will not
+take more mail.
 
 `AutoSuppress` follows the log like a projection but writes `Suppression` events: a message
-that bounced with category `badrecipient`, `overquota` or `timeout` suppresses its recipient for
-its sender's domain and stream (spec §4). Recording a suppression twice is a no-op, so a
-replayed bounce changes nothing.
+that bounced with category `badrecipient`, `overquota` or `timeout`, whose recipient
+unsubscribed or complained of spam, suppresses its recipient for its sender's domain and
+stream (spec §4). Recording a suppression twice is a no-op, so a replayed event changes nothing.
 """
 
 from datetime import UTC, datetime
@@ -73,7 +74,9 @@ class AutoSuppress:
 
     name = "auto_suppress"
     tables: tuple[str, ...] = ()
-    topics = frozenset({get_topic(Message.Bounced)})
+    topics = frozenset(
+        get_topic(kind) for kind in (Message.Bounced, Message.Unsubscribed, Message.Complained)
+    )
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -82,23 +85,35 @@ class AutoSuppress:
         return ()
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:
-        for _, bounce in events:
-            if bounce.bounce_category not in SUPPRESSING_CATEGORIES:
-                continue
-            message = self._store.get(bounce.originator_id)
+        for _, e in events:
+            if isinstance(e, Message.Bounced):
+                if e.bounce_category not in SUPPRESSING_CATEGORIES:
+                    continue
+                kind = "hard bounce"
+                outcome = {
+                    "bounce_category": e.bounce_category,
+                    "esp_response": e.response,
+                    "outgoing_ip": e.sending_ip,
+                    "recipient_mx_name": e.mx,
+                }
+            else:
+                kind = "unsubscription" if isinstance(e, Message.Unsubscribed) else "spam complaint"
+                outcome = {}
+            message = self._store.get(e.originator_id)
             if not isinstance(message, Message):
                 continue
             details = {
-                "bounce_category": bounce.bounce_category,
+                "bounce_category": None,
                 "category": message.category,
                 "client_ip": message.client_ip,
                 "created_at": message.created_on.isoformat(),
-                "esp_response": bounce.response,
+                "esp_response": None,
                 "esp_server_type": None,
-                "outgoing_ip": bounce.sending_ip,
-                "recipient_mx_name": bounce.mx,
+                "outgoing_ip": None,
+                "recipient_mx_name": None,
                 "sender_email": message.sender,
                 "subject": message.subject,
+                **outcome,
             }
             domain = comparable_domain(domain_of(message.sender))
             suppress(
@@ -107,6 +122,6 @@ class AutoSuppress:
                 message.recipient,
                 domain,
                 message.stream,
-                "hard bounce",
+                kind,
                 details,
             )

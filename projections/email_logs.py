@@ -54,6 +54,8 @@ class EmailLogs:
             Message.SoftBounced,
             Message.Delivered,
             Message.Bounced,
+            Message.Unsubscribed,
+            Message.Complained,
         )
     )
 
@@ -103,7 +105,9 @@ class EmailLogs:
                 message_id = str(e.originator_id)
                 kind, details = _outcome(e)
                 history.append((message_id, position, kind, stored_time(e.timestamp), details))
-                if kind not in ("soft_bounce", "suspension"):
+                if kind in ("unsubscribe", "spam"):
+                    statuses[message_id] = "opted_out"
+                elif kind not in ("soft_bounce", "suspension"):
                     statuses[message_id] = "delivered" if kind == "delivery" else "not_delivered"
                 continue
             message_id = str(e.originator_id)
@@ -141,6 +145,10 @@ def _outcome(e: Any) -> tuple[str, str]:
         return "reject", _ENCODER.encode({"reject_reason": e.reason}).decode()
     if isinstance(e, Message.Suspended):
         return "suspension", _ENCODER.encode({"reason": e.reason}).decode()
+    if isinstance(e, Message.Unsubscribed):
+        return "unsubscribe", _ENCODER.encode({"web_ip_address": e.ip}).decode()
+    if isinstance(e, Message.Complained):
+        return "spam", _ENCODER.encode({"spam_feedback_type": e.feedback_type}).decode()
     details: dict[str, Any] = {
         "sending_ip": e.sending_ip,
         "recipient_mx": e.mx,

@@ -2,6 +2,7 @@
 
 import asyncio
 import email
+import json
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from projections.delivery_queue import pending
 from projections.email_logs import get_message
 from projections.suppressions import list_suppressions
 from tests.support.dns import LocalDns, Zone, txt_from
+from tests.support.live import LiveServer
 from tests.support.mx_sink import MxSink
+from tests.support.process import postline
 from tests.support.smtp import Certificates
 
 ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", None)
@@ -80,6 +83,7 @@ def deliver(
     done: int,
     signer: Signer | None = None,
     shaping: Shaping | None = None,
+    origin: Origin = ORIGIN,
     **settings: Any,
 ) -> tuple[list[str], Mta]:
     """Send one message to `recipients` (none: send nothing) and run the MTA until `done`
@@ -116,7 +120,7 @@ def deliver(
         await runtime.start_background()
         worker = asyncio.create_task(mta.run())
         try:
-            ids = await runtime.acceptor.send(ORIGIN, draft) if recipients else []
+            ids = await runtime.acceptor.send(origin, draft) if recipients else []
             for _ in range(400):
                 await asyncio.sleep(0.05)
                 if mta.delivered + mta.bounced + mta.rejected >= done:
@@ -412,3 +416,105 @@ def test_mail_from_a_domain_that_lost_verification_is_held_then_rejected(
         ["sending", "suspension", "suspension", "reject"],
     )
     assert details == {"reject_reason": "Sending domain is not verified"}
+
+
+def arf_report(original: bytes, recipient: str) -> bytes:
+    """An RFC 5965 feedback report about `original`, as a mailbox provider sends one."""
+    boundary = "report-boundary"
+    return (
+        (
+            "From: fbl@mailbox.example\r\nTo: complaints@postline.test\r\nSubject: complaint\r\n"
+            "MIME-Version: 1.0\r\n"
+            "Content-Type: multipart/report; report-type=feedback-report;"
+            f' boundary="{boundary}"\r\n'
+            f"\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nA spam complaint.\r\n"
+            f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\n"
+            "Feedback-Type: abuse\r\nUser-Agent: MailboxFBL/1.0\r\nVersion: 1\r\n"
+            f"Original-Rcpt-To: {recipient}\r\n"
+            f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n"
+        ).encode()
+        + original
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+def test_bulk_mail_can_be_unsubscribed_and_complained_of(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, database_url: str, tmp_path: Path
+) -> None:
+    runtime.public_url = "https://mail.example.net"
+    bulk = Origin(ORIGIN.principal, "bulk", "api", None)
+    (first, second), _ = deliver(
+        runtime, dns_server, sink, ["ok1@sink.test", "ok2@sink.test"], done=2, origin=bulk
+    )
+    (receipt,), _ = deliver(runtime, dns_server, sink, ["ok1@sink.test"], done=1)
+    by_id = {}
+    for taken in sink.received:  # bulk copies carry their own headers: one per transaction
+        message = email.message_from_bytes(taken.data)
+        by_id[message["X-Postline-ID"] or receipt] = (message, taken.data)
+    assert sorted(by_id) == sorted([first, second, receipt])
+    unsubscribe = by_id[first][0]["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://mail.example.net/unsubscribe/")
+    assert by_id[first][0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert by_id[receipt][0]["List-Unsubscribe"] is None  # transactional: none of it
+
+    path = unsubscribe.strip("<>").removeprefix("https://mail.example.net")
+    live = LiveServer(runtime)
+    try:
+        asked = live.client.get(path)
+        assert asked.status_code == 200
+        assert 'method="post"' in asked.text
+        assert history(runtime, first)[0] == "delivered"  # a GET changes nothing
+        forged = live.client.post(path[:-3] + "abc", content=b"List-Unsubscribe=One-Click")
+        assert forged.status_code == 404
+        for _ in range(2):  # a second click changes nothing
+            done = live.client.post(
+                path,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert done.status_code == 200
+    finally:
+        live.stop()
+    status, events, details = history(runtime, first)
+    assert (status, events[-2:]) == ("opted_out", ["delivery", "unsubscribe"])
+    assert details == {"web_ip_address": "127.0.0.1"}
+
+    report = tmp_path / "report.eml"
+    report.write_bytes(arf_report(by_id[second][1], "ok2@sink.test"))
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    ingested = postline(
+        "complaints", "ingest", str(report), "--json", "--data-dir", str(tmp_path), env=env
+    )
+    assert json.loads(ingested.stdout) == {
+        "message_id": second,
+        "recipient": "ok2@sink.test",
+        "feedback_type": "abuse",
+        "recorded": True,
+    }
+    status, events, details = history(runtime, second)
+    assert (status, events[-1], details) == ("opted_out", "spam", {"spam_feedback_type": "abuse"})
+    report.write_bytes(arf_report(by_id[second][1], "someone@else.test"))
+    wrong = postline(
+        "complaints", "ingest", str(report), "--data-dir", str(tmp_path), env=env, check=False
+    )
+    assert wrong.returncode == 65
+    assert "not someone@else.test" in wrong.stderr
+
+    # suppressed for the domain and the bulk stream; transactional mail still goes
+    runtime.suppressor.catch_up()
+    runtime.suppressions.catch_up()
+    listed = {
+        (s["email"], s["type"], s["sending_stream"])
+        for s in list_suppressions(runtime.store.db, 1) or []
+    }
+    assert listed == {
+        ("ok1@sink.test", "unsubscription", "bulk"),
+        ("ok2@sink.test", "spam complaint", "bulk"),
+    }
+    again = asyncio.run(runtime.acceptor.send(bulk, message_to("ok1@sink.test")))[0]
+    receipt = asyncio.run(runtime.acceptor.send(ORIGIN, message_to("ok1@sink.test")))[0]
+    runtime.dispatcher.catch_up()
+    assert history(runtime, again)[2] == {
+        "reject_reason": "Recipient in suppression list. Reason: unsubscription"
+    }
+    assert history(runtime, receipt)[:2] == ("enqueued", ["sending"])
