@@ -111,4 +111,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.suppression_limit = suppressions.RateLimit(suppression_rate)
+    app.state.instructions_limit = suppressions.RateLimit(
+        domains.INSTRUCTIONS_RATE, "setup instructions"
+    )
     return app

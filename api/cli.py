@@ -19,7 +19,7 @@ from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
 from engine.dkim_keys import InvalidKeys, create_key
 from engine.domains import NoSuchDomain, domain_named, expected, get_domain, rotate_dkim
-from engine.errors import StoreUnavailable
+from engine.errors import Conflict, StoreUnavailable
 from engine.opt_outs import UnknownMessage, complain
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
@@ -339,6 +339,9 @@ def cmd_complaints_ingest(args: argparse.Namespace) -> int:
     except UnknownMessage as error:
         print(f"postline: {args.file}: {error}", file=sys.stderr)
         return EXIT_DATA
+    except Conflict:
+        print(f"postline: {args.file}: the message kept changing; try again", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     finally:
         runtime.close()
     recorded = "spam" in message.opted_out

@@ -15,7 +15,7 @@ from litestar.params import FromPath
 
 from api.auth import caller
 from api.body import read_json
-from api.errors import BadRequest
+from api.errors import BadRequest, TooManyRequests
 from domain.addresses import is_valid_address
 from domain.dns_records import setup_instructions
 from domain.submission import Address, Draft
@@ -38,6 +38,8 @@ from engine.runtime import Runtime
 from projections.sending_domains import find_domain, list_domains
 
 TAGS = ["Sending domains"]
+# Setup instructions are mail from the installation's own address: a few an hour per account.
+INSTRUCTIONS_RATE = "10/hour"
 PATH = "/api/accounts/{account_id:int}/sending_domains"
 
 
@@ -64,12 +66,16 @@ async def _domain_scope(
         raise NotFoundException
     access = principal.access
     if not (access.administers_domain(domain_id) if admin else access.reads_domain(domain_id)):
+        found = await runtime.run(find_domain, runtime.store.db, principal.account_id, domain_id)
+        if found is None:  # not this account's (or no longer there): as for anyone, 404
+            raise NotFoundException
         level = "admin" if admin else "viewer"
         raise Forbidden(f"this API token needs {level} access to sending domain {domain_id}")
     return runtime, principal
 
 
-async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, Any]:
+async def _view(runtime: Runtime, principal: Principal, domain_id: int) -> dict[str, Any]:
+    account_id = principal.account_id
     await runtime.read_your_writes(runtime.domains)
     row = await runtime.run(find_domain, runtime.store.db, account_id, domain_id)
     if row is None:
@@ -79,7 +85,7 @@ async def _view(runtime: Runtime, account_id: int, domain_id: int) -> dict[str, 
         except NoSuchDomain:
             raise NotFoundException from None
         row = row_of(domain)
-    return domain_view(row, runtime.domain_config)
+    return domain_view(row, runtime.domain_config, principal.access)
 
 
 @get(PATH, tags=TAGS, summary="The account's sending domains and their DNS status")
@@ -90,7 +96,8 @@ async def list_sending_domains(
     await runtime.read_your_writes(runtime.domains)
     rows = await runtime.run(list_domains, runtime.store.db, principal.account_id)
     readable = [row for row in rows if principal.access.reads_domain(row["domain_id"])]
-    return {"data": [domain_view(row, runtime.domain_config) for row in readable]}
+    access = principal.access
+    return {"data": [domain_view(row, runtime.domain_config, access) for row in readable]}
 
 
 @post(PATH, tags=TAGS, summary="Add a sending domain", status_code=200)
@@ -116,7 +123,7 @@ async def create_sending_domain(
         )
     except DomainRefused as error:
         raise BadRequest([str(error)], 422) from None
-    return await _view(runtime, account, domain_id)
+    return await _view(runtime, principal, domain_id)
 
 
 @get(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="One sending domain and its DNS records")
@@ -124,7 +131,7 @@ async def get_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> dict[str, Any]:
     runtime, principal = await _domain_scope(request, account_id, domain_id)
-    return await _view(runtime, principal.account_id, domain_id)
+    return await _view(runtime, principal, domain_id)
 
 
 @patch(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="Change a sending domain's settings")
@@ -145,7 +152,7 @@ async def update_sending_domain(
         raise NotFoundException from None
     except ValueError as error:
         raise BadRequest([str(error)], 422) from None
-    return await _view(runtime, account, domain_id)
+    return await _view(runtime, principal, domain_id)
 
 
 @delete(f"{PATH}/{{domain_id:int}}", tags=TAGS, summary="Delete a sending domain")
@@ -184,7 +191,7 @@ async def verify_sending_domain(
         await runtime.domain_checker.check(account, domain_id)
     except NoSuchDomain:
         raise NotFoundException from None
-    view = await _view(runtime, account, domain_id)
+    view = await _view(runtime, principal, domain_id)
     runtime.senders.forget(account)  # a domain verified just now may send at once
     return view
 
@@ -207,7 +214,7 @@ async def rotate_domain_dkim(
     except NoSuchDomain:
         raise NotFoundException from None
     await runtime.read_your_writes(runtime.domains)
-    return await _view(runtime, account, domain_id)
+    return await _view(runtime, principal, domain_id)
 
 
 @post(
@@ -220,6 +227,8 @@ async def send_setup_instructions(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
     runtime, principal = await _domain_scope(request, account_id, domain_id, admin=True)
+    if not await request.app.state.instructions_limit.allows(principal.account_id):
+        raise TooManyRequests
     email = (await read_json(request, dict)).get("email")
     if not isinstance(email, str) or not is_valid_address(email):
         raise BadRequest(["email must be a valid email address"], 422)

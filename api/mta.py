@@ -8,6 +8,7 @@ from datetime import timedelta
 from api.listen import parse_listen
 from engine.mta import MtaSettings
 from engine.policy import bounce_rules, dkim_signer, retry_schedule, shaping
+from engine.settings import check_public_url, public_url
 
 MX_PORT_ENV = "POSTLINE_MX_PORT"
 RETURN_PATH_ENV = "POSTLINE_RETURN_PATH_DOMAIN"
@@ -73,6 +74,12 @@ def mta_settings(args: argparse.Namespace) -> MtaSettings:
         dkim_signer()
     except ValueError as error:
         raise MtaConfigError(f"DKIM keys: {error}") from None
+    url = public_url()
+    if url is not None:
+        try:
+            check_public_url(url)
+        except ValueError as error:
+            raise MtaConfigError(f"POSTLINE_PUBLIC_URL: {error}") from None
     return MtaSettings(
         helo=args.helo_name or args.smtp_hostname or socket.gethostname(),
         mx_port=port,

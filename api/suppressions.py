@@ -33,14 +33,15 @@ DEFAULT_RATE = "10/minute"
 
 
 class RateLimit:
-    """Calls per account, in a moving window (the `limits` library)."""
+    """Calls per account to one API, in a moving window (the `limits` library)."""
 
-    def __init__(self, rate: str) -> None:
+    def __init__(self, rate: str, api: str = "suppressions") -> None:
         self._item = parse_limit(rate)
+        self._api = api
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def allows(self, account_id: int) -> bool:
-        return await self._limiter.hit(self._item, "suppressions", str(account_id))
+        return await self._limiter.hit(self._item, self._api, str(account_id))
 
 
 async def _scope(

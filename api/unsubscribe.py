@@ -10,7 +10,8 @@ from typing import Any
 from litestar import MediaType, Request, Response, get, post
 from litestar.params import FromPath
 
-from engine.opt_outs import UNSUBSCRIBE_PATH, unsubscribe
+from engine.errors import Conflict
+from engine.opt_outs import UNSUBSCRIBE_PATH, NotDeliveredYet, unsubscribe
 from engine.runtime import Runtime
 
 TAGS = ["Unsubscribe"]
@@ -37,12 +38,11 @@ async def unsubscribe_page(request: Request[Any, Any, Any], token: FromPath[str]
     runtime: Runtime = request.app.state.runtime
     if runtime.unsubscribe_links.message_of(token) is None:
         return _gone()
-    action = html.escape(f"{UNSUBSCRIBE_PATH}/{token}", quote=True)
-    return _page(
+    return _page(  # the form posts back to this very URL, wherever it is served
         200,
         "Unsubscribe",
         "<p>Stop receiving these emails?</p>"
-        f'<form method="post" action="{action}">'
+        '<form method="post">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Unsubscribe</button></form>',
     )
@@ -56,9 +56,14 @@ async def unsubscribe_now(request: Request[Any, Any, Any], token: FromPath[str])
         return _gone()
     client = request.client
     agent = request.headers.get("user-agent")
-    found = await runtime.run(
-        unsubscribe, runtime.store, message_id, client.host if client else None, agent
-    )
+    try:
+        found = await runtime.run(
+            unsubscribe, runtime.store, message_id, client.host if client else None, agent
+        )
+    except (NotDeliveredYet, Conflict):
+        response = _page(503, "Try again", "<p>Please try again in a minute.</p>")
+        response.headers["Retry-After"] = "60"
+        return response
     if found is None:
         return _gone()
     return _page(200, "Unsubscribed", "<p>You are unsubscribed.</p>")

@@ -154,6 +154,11 @@ def _judge_dkim(expected: ExpectedRecord, answers: list[str]) -> Verdict:
     return Verdict("fail", "a different public key is published at this selector")
 
 
+def publishes_key(found: Sequence[str], public: str) -> bool:
+    """Whether TXT answers `found` hold the DKIM public key `public`."""
+    return any(_tags(normalise(value)).get("p") == public for value in found)
+
+
 def _tags(value: str) -> dict[str, str]:
     """`v=DKIM1; k=rsa; p=...` -> tags, whitespace inside values removed (RFC 6376 §3.2)."""
     tags = {}

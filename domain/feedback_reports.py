@@ -4,11 +4,13 @@ A report is `multipart/report; report-type=feedback-report`: a human-readable pa
 `message/feedback-report` part (`Feedback-Type`, `User-Agent`, `Original-Rcpt-To`, ...) and
 the original message or its headers. The original leads back to the message: its
 `X-Postline-ID` (bulk mail carries it, one per recipient), else its `Message-ID`, which
-Postline makes from the first recipient's message id (`<hex@domain>`).
+Postline makes from the first recipient's message id (`<hex@domain>`): every recipient of a
+submission shares it, so that way needs the report's `Original-Rcpt-To` to say whose copy it was.
 """
 
 import email
 import email.policy
+import email.utils
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -26,6 +28,8 @@ class Complaint:
     feedback_type: str  # abuse, fraud, virus, other, ...
     recipient: str | None  # Original-Rcpt-To, when the reporter tells
     reporter: str | None  # the report's User-Agent or Reporting-MTA
+    author: str  # the original's From: address (the engine checks it is the message's sender's)
+    by_message_id: bool  # found through the shared Message-ID, not the recipient's own header
 
 
 def read_report(data: bytes) -> Complaint:
@@ -45,11 +49,14 @@ def read_report(data: bytes) -> Complaint:
         raise NotAReport("no message/feedback-report part")
     if original is None:
         raise NotAReport("the report does not include the original message or its headers")
-    message_id = _message_id(original)
-    if message_id is None:
+    found = _message_id(original)
+    if found is None:
         raise NotAReport("the original message is not one Postline sent")
+    message_id, by_message_id = found
     recipient = fields.get("Original-Rcpt-To")
     return Complaint(
+        author=email.utils.parseaddr(str(original.get("From", "")))[1],
+        by_message_id=by_message_id,
         message_id=message_id,
         feedback_type=str(fields.get("Feedback-Type", "other")).strip().lower(),
         recipient=str(recipient).strip().removeprefix("rfc822;").strip() if recipient else None,
@@ -75,7 +82,8 @@ def _original(part: Message) -> Message:
     return email.message_from_bytes(bytes(raw), policy=email.policy.default)
 
 
-def _message_id(original: Message) -> uuid.UUID | None:
+def _message_id(original: Message) -> tuple[uuid.UUID, bool] | None:
+    """The id the original names, and whether it came from the shared Message-ID."""
     for value, local in (
         (original.get(MESSAGE_ID_HEADER), False),
         (original.get("Message-ID"), True),
@@ -86,7 +94,7 @@ def _message_id(original: Message) -> uuid.UUID | None:
         if local:
             text = text.partition("@")[0]
         try:
-            return uuid.UUID(text)
+            return uuid.UUID(text), local
         except ValueError:
             continue
     return None

@@ -17,6 +17,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.dns_records import publishes_key
+
 # What a domain's owner may change (PATCH), with the defaults of a new domain.
 SETTINGS: dict[str, bool] = {
     "open_tracking_enabled": False,
@@ -111,11 +113,14 @@ class SendingDomain(Aggregate):
             self._lost(failing)
 
     def _finish_rotation(self, records: list[dict[str, Any]]) -> None:
-        """The pending key signs from now on once its record passes (`dkim1`, `dkim2` are
-        the records of the first and second key)."""
-        passing = {r["key"] for r in records if r["status"] == "pass"}
+        """The pending key signs from now on once DNS publishes it (`dkim1`, `dkim2` are the
+        records of the first and second key; what was found must hold this very key)."""
+        found = {r["key"]: r.get("found", []) for r in records if r["status"] == "pass"}
         keys = self.dkim_keys
-        if not any(k.get("pending") and f"dkim{n}" in passing for n, k in enumerate(keys, 1)):
+        if not any(
+            k.get("pending") and publishes_key(found.get(f"dkim{n}", []), k["public"])
+            for n, k in enumerate(keys, 1)
+        ):
             return
         self._keys([{**k, "signs": bool(k.get("pending")), "pending": False} for k in keys])
 

@@ -32,6 +32,7 @@ class Principal:
     token_name: str
     grants: tuple[Grant, ...]
     expires_at: datetime | None = None
+    retiring: bool = False  # reset: working out its grace period, it manages no tokens
 
     @property
     def access(self) -> Access:
@@ -42,7 +43,14 @@ class Principal:
 
     @classmethod
     def of(cls, token: ApiToken) -> "Principal":
-        return cls(token.token_id, token.account_id, token.name, token.grants, token.expires_at)
+        return cls(
+            token.token_id,
+            token.account_id,
+            token.name,
+            token.grants,
+            token.expires_at,
+            token.successor is not None,
+        )
 
 
 def account_admin(account_id: int) -> tuple[Grant, ...]:

@@ -37,7 +37,16 @@ class DomainChecker:
             domain = await self.runtime.run(get_domain, store, account_id, domain_id)
             results = await check_records(self.lookup, expected(domain, config))
             try:
-                await self.runtime.run(record_check, store, config, account_id, domain_id, results)
+                await self.runtime.run(
+                    record_check,
+                    store,
+                    config,
+                    account_id,
+                    domain_id,
+                    results,
+                    None,
+                    domain.version,
+                )
                 self.runtime.domains_changed()
                 return
             except Conflict:

@@ -30,7 +30,7 @@ from domain.dns_records import (
 )
 from domain.ids import entity_id, key_id, sequence_id
 from domain.keys import UniqueKey
-from domain.permissions import ACCESS_ADMIN, Grant
+from domain.permissions import ACCESS_ADMIN, Access, Grant
 from domain.sending_domains import DOMAIN_KEY_SPACE, SendingDomain, signing_key
 from domain.sequences import Sequence
 from engine.accounts import mint
@@ -245,9 +245,14 @@ def record_check(
     domain_id: int,
     results: list[dict[str, Any]],
     at: datetime | None = None,
+    checked_version: int | None = None,
 ) -> SendingDomain:
-    """Record a check's results on the domain (verifying it, or losing verification)."""
+    """Record a check's results on the domain (verifying it, or losing verification).
+    `checked_version`: the version whose records were looked up; Conflict if the domain
+    changed since (a rotation, say), so that stale results never judge new records."""
     domain = get_domain(store, account_id, domain_id)
+    if checked_version is not None and domain.version != checked_version:
+        raise Conflict(f"sending domain {domain_id} changed while its records were checked")
     required = {r.key for r in expected(domain, config) if r.required}
     domain.record_check(results, required, at or datetime.now(UTC))
     store.save(domain)
@@ -292,7 +297,9 @@ def row_of(domain: SendingDomain) -> dict[str, Any]:
     }
 
 
-def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
+def domain_view(
+    row: dict[str, Any], config: DomainConfig, access: Access | None = None
+) -> dict[str, Any]:
     """A read-model row in the API's shape (the SDK's `SendingDomain`).
 
     Each record shows what is expected (`value`), its status from the last check, and what
@@ -338,7 +345,11 @@ def domain_view(row: dict[str, Any], config: DomainConfig) -> dict[str, Any]:
         "dkim_signing_selector": signing_key(row["dkim_keys"])["selector"],
         **row["settings"],
         "alert_recipient_email": None,
-        "permissions": {"can_read": True, "can_update": True, "can_destroy": True},
+        "permissions": {  # what the caller's token may do with it (all, without a caller)
+            "can_read": access is None or access.reads_domain(row["domain_id"]),
+            "can_update": access is None or access.administers_domain(row["domain_id"]),
+            "can_destroy": access is None or access.administers_account(),
+        },
     }
 
 

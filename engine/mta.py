@@ -486,11 +486,19 @@ class Mta:
 
     def _bulk_headers(self, message: QueuedMessage, data: bytes) -> bytes:
         """What bulk mail carries for each recipient: the message's id (feedback-loop reports
-        lead back to it) and, unless the sender set its own, a one-click unsubscribe link."""
+        lead back to it) and, unless the sender set its own, `Precedence: bulk` and a one-click
+        unsubscribe link (with `POSTLINE_PUBLIC_URL`)."""
         headers = f"{MESSAGE_ID_HEADER}: {message.message_id}\r\n"
-        url = self.runtime.unsubscribe_links.url(message.message_id)
         head = b"\n" + data[: data.find(b"\r\n\r\n")].lower()
-        if url is not None and b"\nlist-unsubscribe:" not in head:
+        if b"\nprecedence:" not in head:
+            headers += "Precedence: bulk\r\n"
+        url = None
+        if self.runtime.public_url and b"\nlist-unsubscribe:" not in head:
+            try:
+                url = self.runtime.unsubscribe_links.url(message.message_id)
+            except ValueError as error:  # the secret key: the mail goes, without the link
+                log.error("no unsubscribe link for %s: %s", message.message_id, error)
+        if url is not None:
             headers += f"List-Unsubscribe: <{url}>\r\n{ONE_CLICK}\r\n"
         return headers.encode("ascii")
 

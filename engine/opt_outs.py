@@ -12,11 +12,14 @@ import uuid
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from adapters.secrets import SecretBox
+from domain.addresses import comparable_domain, domain_of
 from domain.feedback_reports import Complaint
 from domain.message import Message
+from engine.errors import Conflict
 from engine.store import EventStore
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
+SAVE_ATTEMPTS = 3
 
 
 class UnsubscribeLinks:
@@ -41,31 +44,65 @@ class UnsubscribeLinks:
             return None
 
 
-def unsubscribe(
-    store: EventStore, message_id: uuid.UUID, ip: str | None, user_agent: str | None
-) -> Message | None:
-    """Record that the recipient unsubscribed (once); None when there is no such message."""
-    message = store.get(message_id)
-    if not isinstance(message, Message):
-        return None
-    if message.unsubscribe(ip, user_agent):
-        store.save(message)
-    return message
+class NotDeliveredYet(Exception):
+    """The message is being delivered: its outcome is not recorded yet (retry shortly)."""
 
 
 class UnknownMessage(LookupError):
     """A complaint about a message this installation did not send (to that recipient)."""
 
 
+def unsubscribe(
+    store: EventStore, message_id: uuid.UUID, ip: str | None, user_agent: str | None
+) -> Message | None:
+    """Record that the recipient unsubscribed (once); None when there is no such message."""
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        message = store.get(message_id)
+        if not isinstance(message, Message):
+            return None
+        if message.status == "enqueued":
+            raise NotDeliveredYet(str(message_id))
+        if not message.unsubscribe(ip, user_agent):
+            return message
+        try:
+            store.save(message)
+            return message
+        except Conflict:  # a complaint or another click at the same moment: look again
+            if attempt == SAVE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 def complain(store: EventStore, complaint: Complaint) -> Message:
-    """Record a spam complaint on the message it is about (once)."""
-    message = store.get(complaint.message_id)
-    if not isinstance(message, Message):
-        raise UnknownMessage(f"no message {complaint.message_id}")
-    if complaint.recipient and complaint.recipient.lower() != message.recipient.lower():
-        raise UnknownMessage(
-            f"message {complaint.message_id} went to {message.recipient}, not {complaint.recipient}"
-        )
-    if message.complain(complaint.feedback_type, complaint.reporter):
-        store.save(message)
-    return message
+    """Record a spam complaint on the message it is about (once). The report must be about
+    mail from the message's sender's domain (ids in headers can be copied), and one found by
+    the shared Message-ID must say which recipient complained."""
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        message = store.get(complaint.message_id)
+        if not isinstance(message, Message):
+            raise UnknownMessage(f"no message {complaint.message_id}")
+        sender_domain = comparable_domain(domain_of(message.sender))
+        if comparable_domain(domain_of(complaint.author)) != sender_domain:
+            raise UnknownMessage(
+                f"message {complaint.message_id} is from {sender_domain}, the reported one "
+                f"from {complaint.author or 'nobody'}"
+            )
+        if complaint.by_message_id and not complaint.recipient:
+            raise UnknownMessage(
+                "the report names the message only by its Message-ID, which all its recipients "
+                "share, and has no Original-Rcpt-To to say whose copy it was"
+            )
+        if complaint.recipient and complaint.recipient.lower() != message.recipient.lower():
+            raise UnknownMessage(
+                f"message {complaint.message_id} went to {message.recipient}, "
+                f"not {complaint.recipient}"
+            )
+        if not message.complain(complaint.feedback_type, complaint.reporter):
+            return message
+        try:
+            store.save(message)
+            return message
+        except Conflict:  # an unsubscribe at the same moment: look again
+            if attempt == SAVE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")

@@ -24,6 +24,7 @@ POLICIES = ("verified", "any")
 CACHE_SECONDS = 5.0
 UNVERIFIED = "it is not a verified sending domain of this account"
 NOT_THIS_TOKENS = "this API token may not send from it"
+SYSTEM_ONLY = "it is this installation's own address"
 
 
 class SenderNotAllowed(Exception):
@@ -77,6 +78,8 @@ class SenderDomains:
     async def check(self, principal: Principal, sender: str) -> None:
         """SenderNotAllowed unless the principal may send as `sender`."""
         access = principal.access
+        if self.system_sender is not None and sender.lower() == self.system_sender:
+            raise SenderNotAllowed(domain_of(sender), SYSTEM_ONLY)  # under any policy
         if self.policy == "any" and access.administers_account():
             return
         domain = comparable_domain(domain_of(sender))

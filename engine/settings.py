@@ -11,6 +11,7 @@ from engine.domains import DomainConfig
 __all__ = [
     "InvalidDatabaseUrl",
     "StoreUrl",
+    "check_public_url",
     "data_dir",
     "domain_config",
     "public_url",
@@ -33,6 +34,12 @@ def public_url() -> str | None:
     """`POSTLINE_PUBLIC_URL`: where recipients reach this installation's HTTP API (the base of
     unsubscribe links), e.g. `https://mail.example.net`."""
     return os.environ.get("POSTLINE_PUBLIC_URL") or None
+
+
+def check_public_url(url: str) -> None:
+    """ValueError unless `url` can head a link in a mail header: http(s), ASCII, no spaces."""
+    if not url.isascii() or not url.startswith(("https://", "http://")) or " " in url:
+        raise ValueError(f"{url!r} is not an http(s) URL in ASCII (use punycode for the host)")
 
 
 def domain_config() -> DomainConfig:

@@ -60,9 +60,10 @@ def create_token(
         raise TokenRefused("resources must list at least one resource")
     grants = grants_of(resources)
     _check_resources(store, caller.account_id, grants)
+    _may_manage(caller)
     if not caller.access.covers(grants):
         raise Forbidden("a token may only grant what the caller's token administers")
-    expiry = _expiry(expires_at, now)
+    expiry = _expiry(expires_at, now, caller)
     for _ in range(ALLOCATION_ATTEMPTS):
         minted = mint(store, caller.account_id, name.strip(), grants, caller.token_name, expiry)
         joined = _domain_tokens(store, grants)
@@ -83,10 +84,12 @@ def reset_token(
     expires_at: object,
     now: datetime,
 ) -> Minted:
-    """Replace a token by a successor with the same grants; the old one lasts 12 hours more."""
-    expiry = _expiry(expires_at, now)
+    """Replace a token by a successor with the same grants; the old one lasts 12 hours more.
+    Without an expiry given, a token that never expired is succeeded by one that never does."""
     for _ in range(ALLOCATION_ATTEMPTS):
         token = _managed(store, caller, token_id)
+        never = expires_at is DEFAULT and token.expires_at is None and caller.expires_at is None
+        expiry = None if never else _expiry(expires_at, now, caller)
         minted = mint(
             store,
             caller.account_id,
@@ -109,12 +112,18 @@ def reset_token(
 
 def delete_token(store: EventStore, caller: Principal, token_id: int, now: datetime) -> None:
     """Delete a token at once; TokenRefused when it is a sending domain's last usable token."""
-    token = _managed(store, caller, token_id)
-    left = _domain_tokens(store, token.grants)
-    for tokens in left:
-        tokens.leave(token_id, now)
-    token.revoke(by=caller.token_name)
-    store.save(token, *left)
+    for attempt in range(1, ALLOCATION_ATTEMPTS + 1):
+        token = _managed(store, caller, token_id)
+        left = _domain_tokens(store, token.grants)
+        for tokens in left:
+            tokens.leave(token_id, now)
+        token.revoke(by=caller.token_name)
+        try:
+            store.save(token, *left)
+            return
+        except Conflict:  # another change to these tokens: look again
+            if attempt == ALLOCATION_ATTEMPTS:
+                raise
 
 
 def visible(caller: Principal, grants: tuple[Grant, ...], token_id: int) -> bool:
@@ -122,7 +131,13 @@ def visible(caller: Principal, grants: tuple[Grant, ...], token_id: int) -> bool
     return token_id == caller.token_id or caller.access.covers(grants)
 
 
+def _may_manage(caller: Principal) -> None:
+    if caller.retiring:
+        raise Forbidden("this token has been reset: its successor manages tokens")
+
+
 def _managed(store: EventStore, caller: Principal, token_id: int) -> ApiToken:
+    _may_manage(caller)
     token = get_token(store, caller.account_id, token_id)
     if not caller.access.covers(token.grants):
         raise Forbidden("this token grants more than the caller's token administers")
@@ -161,12 +176,17 @@ def _domain_tokens(store: EventStore, grants: tuple[Grant, ...]) -> list[DomainT
     return found
 
 
-def _expiry(value: object, now: datetime) -> datetime | None:
+def _expiry(value: object, now: datetime, caller: Principal) -> datetime | None:
+    """The expiry a new token gets: never later than the caller's own."""
     if value is DEFAULT:
-        return now + DEFAULT_LIFETIME
+        default = now + DEFAULT_LIFETIME
+        return default if caller.expires_at is None else min(default, caller.expires_at)
     if value is not None and not isinstance(value, datetime):
         raise TokenRefused("expires_at must be an ISO 8601 time or null")
-    return checked_expiry(value, now)
+    expiry = checked_expiry(value, now)
+    if caller.expires_at is not None and (expiry is None or expiry > caller.expires_at):
+        raise TokenRefused("a token cannot outlive the token that creates it")
+    return expiry
 
 
 def _successor_name(token: ApiToken, number: int) -> str:

@@ -90,6 +90,30 @@ def test_create_list_get_reset_and_delete(
     again = live.client.post(f"{base}/{viewer['id']}/reset", headers=bearer(admin))
     assert again.status_code == 422
     assert "already been reset" in again.json()["error"]
+    # a token cannot create one that outlives it
+    month = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    admin_grant = [{"resource_type": "account", "resource_id": owner, "access_level": 100}]
+    temporary = live.client.post(
+        base,
+        json={"name": "ci", "resources": admin_grant, "expires_at": month},
+        headers=bearer(admin),
+    ).json()
+    as_temporary = bearer(temporary["token"])
+    forever = live.client.post(
+        base, json={"name": "x", "resources": resources, "expires_at": None}, headers=as_temporary
+    )
+    assert forever.status_code == 422
+    assert "cannot outlive" in forever.json()["error"]
+    capped = live.client.post(
+        base, json={"name": "y", "resources": resources}, headers=as_temporary
+    ).json()
+    assert capped["expires_at"] == temporary["expires_at"]
+    # a reset token works out its grace period but manages no tokens: its successor does
+    handed_over = live.client.post(f"{base}/{temporary['id']}/reset", headers=as_temporary)
+    assert handed_over.status_code == 200
+    for_good = live.client.delete(f"{base}/{handed_over.json()['id']}", headers=as_temporary)
+    assert for_good.status_code == 403
+    assert "has been reset" in for_good.json()["errors"]
 
     gone = live.client.delete(f"{base}/{successor['id']}", headers=bearer(admin))
     assert gone.status_code == 204
@@ -125,10 +149,13 @@ def test_a_domain_token_acts_for_its_domain_only(
     # the secret was never shown: a reset hands it out, named with the new id
     reset = live.client.post(f"{tokens}/{own[0]['id']}/reset", headers=bearer(admin)).json()
     assert reset["name"] == f"example.org token {reset['id']}"
+    assert reset["expires_at"] is None  # a token that never expired is succeeded by one alike
     mine = bearer(reset["token"])
 
     assert [d["id"] for d in live.client.get(domains, headers=mine).json()["data"]] == [ids[0]]
-    assert live.client.get(f"{domains}/{ids[0]}", headers=mine).status_code == 200
+    seen = live.client.get(f"{domains}/{ids[0]}", headers=mine).json()
+    assert seen["permissions"] == {"can_read": True, "can_update": True, "can_destroy": False}
+    assert live.client.get(f"{domains}/{ids[1] + 100}", headers=mine).status_code == 404
     patched = live.client.patch(
         f"{domains}/{ids[0]}", json={"domain": {"open_tracking_enabled": True}}, headers=mine
     )

@@ -16,6 +16,7 @@ import pytest
 from adapters.dkim_signing import Signer, load_key
 from adapters.dns import MxResolver, RecordLookup
 from domain.dns_records import ExpectedRecord
+from domain.feedback_reports import read_report
 from domain.retry import RetrySchedule
 from domain.shaping import Shaping
 from domain.submission import Draft
@@ -24,6 +25,7 @@ from engine.accounts import Principal, account_admin
 from engine.dkim_keys import create_key
 from engine.domains import add_domain, expected, get_domain
 from engine.mta import Mta, MtaSettings
+from engine.opt_outs import UnknownMessage, complain
 from engine.policy import shipped
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
@@ -455,7 +457,9 @@ def test_bulk_mail_can_be_unsubscribed_and_complained_of(
     unsubscribe = by_id[first][0]["List-Unsubscribe"]
     assert unsubscribe.startswith("<https://mail.example.net/unsubscribe/")
     assert by_id[first][0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert by_id[first][0]["Precedence"] == "bulk"
     assert by_id[receipt][0]["List-Unsubscribe"] is None  # transactional: none of it
+    assert by_id[receipt][0]["Precedence"] is None
 
     path = unsubscribe.strip("<>").removeprefix("https://mail.example.net")
     live = LiveServer(runtime)
@@ -499,6 +503,18 @@ def test_bulk_mail_can_be_unsubscribed_and_complained_of(
     )
     assert wrong.returncode == 65
     assert "not someone@else.test" in wrong.stderr
+    # ids in headers can be copied: the report must be of mail from the message's domain, and
+    # the Message-ID all copies share must come with the recipient it was reported by
+    original = by_id[second][1]
+    forged = original.replace(b"From: Shop <shop@example.com>", b"From: x@other.test")
+    with pytest.raises(UnknownMessage, match=r"is from example\.com"):
+        complain(runtime.store, read_report(arf_report(forged, "ok2@sink.test")))
+    shared = original.replace(f"X-Postline-ID: {second}\r\n".encode(), b"")
+    with pytest.raises(UnknownMessage, match=r"not ok2@sink\.test"):  # the first copy's id
+        complain(runtime.store, read_report(arf_report(shared, "ok2@sink.test")))
+    anonymous = arf_report(shared, "x").replace(b"Original-Rcpt-To: x\r\n", b"")
+    with pytest.raises(UnknownMessage, match="no Original-Rcpt-To"):
+        complain(runtime.store, read_report(anonymous))
 
     # suppressed for the domain and the bulk stream; transactional mail still goes
     runtime.suppressor.catch_up()

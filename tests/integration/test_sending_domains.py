@@ -16,8 +16,12 @@ from engine.domains import (
     delete_domain,
     domain_view,
     expected,
+    get_domain,
+    record_check,
+    rotate_dkim,
     signing_keys,
 )
+from engine.errors import Conflict
 from engine.runtime import Runtime
 from engine.sender_policy import SenderNotAllowed
 from projections.email_logs import get_message
@@ -329,7 +333,8 @@ def test_setup_instructions_are_mailed_from_the_installations_address(
         f"DNS records to publish for {DOMAIN}",
         "setup instructions",
     )
-    # the address stays Postline's own: a client cannot send from it
+    # the address stays Postline's own: a client cannot send from it, whatever the policy
+    runtime.senders.policy = "any"
     refused = live.client.post(
         "/api/send",
         json={
@@ -341,7 +346,29 @@ def test_setup_instructions_are_mailed_from_the_installations_address(
         headers=headers,
     )
     assert refused.status_code == 401
+    assert "this installation's own address" in refused.json()["errors"][1]
+    runtime.senders.policy = "verified"
+    # ten calls an hour per account (three made above), then 429
+    answers = [
+        live.client.post(path, json={"email": "dns@example.org"}, headers=headers).status_code
+        for _ in range(8)
+    ]
+    assert answers == [204] * 7 + [429]
     # the MTA lets Postline's own mail go, and holds the account's unverified domain
     asyncio.run(runtime.senders.check_verified(account_id, system))
     with pytest.raises(SenderNotAllowed):
         asyncio.run(runtime.senders.check_verified(account_id, f"shop@{DOMAIN}"))
+
+
+def test_a_check_that_raced_a_change_is_not_recorded(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    account_id, _ = account
+    config = runtime.domain_config
+    domain_id = add_domain(runtime.store, runtime.secrets, config, account_id, DOMAIN)
+    looked_up = get_domain(runtime.store, account_id, domain_id).version
+    rotate_dkim(runtime.store, runtime.secrets, config, account_id, domain_id)
+    results = [{"key": "dkim2", "status": "pass", "found": [], "problem": None}]
+    with pytest.raises(Conflict):
+        record_check(runtime.store, config, account_id, domain_id, results, None, looked_up)
+    assert get_domain(runtime.store, account_id, domain_id).checked_at is None

@@ -36,7 +36,7 @@ def test_headers_only_and_the_message_id_fallback() -> None:
     complaint = read_report(
         report("text/rfc822-headers", f"Message-ID: <{ID.hex}@example.org>\r\nSubject: s\r\n")
     )
-    assert (complaint.message_id, complaint.recipient) == (ID, None)
+    assert (complaint.message_id, complaint.recipient, complaint.by_message_id) == (ID, None, True)
 
 
 @pytest.mark.parametrize(

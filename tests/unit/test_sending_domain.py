@@ -82,7 +82,12 @@ def test_a_rotated_key_signs_once_its_record_passes() -> None:
     assert [k["pending"] for k in d.dkim_keys] == [False, True]
     d.record_check(results(dkim1="pass", dkim2="fail"), REQUIRED, NOW)
     assert signing_key(d.dkim_keys)["public"] == "A"
-    d.record_check(results(dkim1="pass", dkim2="pass"), REQUIRED, NOW)
+    # a pass judged against the old key (a check that raced the rotation) switches nothing
+    stale = [{"key": "dkim2", "status": "pass", "found": ["v=DKIM1; k=rsa; p=B"]}]
+    d.record_check(results(dkim1="pass") + stale, REQUIRED, NOW)
+    assert signing_key(d.dkim_keys)["public"] == "A"
+    published = [{"key": "dkim2", "status": "pass", "found": ['"v=DKIM1; k=rsa; " "p=D"']}]
+    d.record_check(results(dkim1="pass") + published, REQUIRED, NOW)
     assert signing_key(d.dkim_keys) == {
         "selector": "pl2",
         "public": "D",
