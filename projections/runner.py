@@ -5,6 +5,12 @@ events to the read model and move the position in the same transaction. A projec
 the position moved under it (another process got there first) drops its batch and rereads, so
 running a projector in several processes is safe. Positions are notification ids, which may
 have gaps; only "the last one seen" is ever assumed.
+
+The store filters by topic, up to the log's head read just before: a batch that comes back
+short means nothing else of interest lies up to that head, so the position moves there. A
+stretch with nothing of interest is written down at most every `idle_write` seconds while the
+log grows (and at once when it stops), not once per batch: most read models follow few of
+the events the delivery path writes.
 """
 
 import logging
@@ -19,6 +25,7 @@ from adapters.sql import SqlDatabase
 
 log = logging.getLogger("postline.projections")
 
+IDLE_WRITE_SECONDS = 0.1
 POSITIONS_DDL = (
     "CREATE TABLE IF NOT EXISTS {projection_positions} "
     "(name TEXT PRIMARY KEY, position {bigint} NOT NULL)"
@@ -61,6 +68,10 @@ class Projector:
         self._update_position = db.prepare(
             "UPDATE {projection_positions} SET position = ? WHERE name = ?"
         )
+        self._topics = sorted(projection.topics)
+        self._seen = 0  # read up to here, nothing of interest past the stored position
+        self.idle_write = IDLE_WRITE_SECONDS
+        self._written_at = 0.0
 
     def create_schema(self) -> None:
         with self.db.transaction() as cursor:
@@ -76,28 +87,45 @@ class Projector:
         return 0 if row is None else int(row["position"])
 
     def run_once(self) -> int:
-        """Apply the next batch of events; returns how many notifications were consumed."""
-        start = self.position()
+        """Apply the next batch of events; returns how far the position moved (in ids)."""
+        stored = self.position()
+        start = max(stored, self._seen)
+        head = self.app.recorder.max_notification_id() or 0
+        if head <= start:
+            if stored < start:  # the log stopped growing: write down what was skipped
+                self._write(stored, start, [])
+            return 0
         notifications: list[Notification] = list(
             self.app.recorder.select_notifications(
-                start=start, limit=self.batch_size, inclusive_of_start=False
+                start=start,
+                limit=self.batch_size,
+                stop=head,
+                topics=self._topics,
+                inclusive_of_start=False,
             )
         )
-        if not notifications:
-            return 0
-        # Filtering here rather than in SQL lets the position advance past events of no
-        # interest, so "has the read model seen notification N" always has an answer.
-        topics = self.projection.topics
+        end = notifications[-1].id if len(notifications) >= self.batch_size else head
+        if not notifications and time.monotonic() - self._written_at < self.idle_write:
+            self._seen = end
+            return end - start
         to_domain_event = self.app.mapper.to_domain_event
-        events = [(n.id, to_domain_event(n)) for n in notifications if n.topic in topics]
+        events = [(n.id, to_domain_event(n)) for n in notifications]
+        return end - start if self._write(stored, end, events) else 0
+
+    def _write(self, stored: int, end: int, events: list[tuple[int, Any]]) -> bool:
+        """Apply `events` and move the position from `stored` to `end`, unless another process
+        moved it first (then start over from where it is)."""
         with self.db.transaction() as cursor:
             cursor.execute(self._select_position, (self.projection.name,))
             row = cursor.fetchone()
-            if row is None or int(row["position"]) != start:
-                return 0  # another projector moved on; reread from its position
+            if row is None or int(row["position"]) != stored:
+                self._seen = 0
+                return False  # another projector moved on; reread from its position
             self.projection.apply(self.db, cursor, events)
-            cursor.execute(self._update_position, (notifications[-1].id, self.projection.name))
-        return len(notifications)
+            cursor.execute(self._update_position, (end, self.projection.name))
+        self._seen = end
+        self._written_at = time.monotonic()
+        return True
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Run until the read model has seen the whole log as it was at the call; returns
@@ -120,6 +148,7 @@ class Projector:
             for table in self.projection.tables:
                 cursor.execute(self.db.prepare(f"DELETE FROM {{{table}}}"))  # noqa: S608
             cursor.execute(self._update_position, (0, self.projection.name))
+        self._seen = 0
         return self.catch_up(progress)
 
     def wait_for(self, position: int, timeout: float) -> bool:

@@ -9,10 +9,12 @@ import msgspec
 from domain.message import Message, follow_up
 from domain.submission import BatchDraft, Draft
 from engine.accept import Origin
-from engine.accounts import Principal, account_admin
+from engine.accounts import Principal, account_admin, open_account
+from engine.domains import add_domain
 from engine.runtime import Runtime
 from projections.email_logs import EmailLogs, get_message
 from projections.runner import Projector
+from projections.sending_domains import SendingDomains, find_domain
 
 ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", "192.0.2.7")
 
@@ -174,3 +176,27 @@ def test_delivery_outcomes_set_the_status_and_extend_the_history(runtime: Runtim
     assert second["status"] == "not_delivered"
     assert second["events"][-1]["details"]["bounce_category"] == "badrecipient"
     assert log(retried)["status"] == "enqueued"
+
+
+def test_a_read_model_skips_what_it_does_not_follow_and_writes_it_down_when_the_log_rests(
+    runtime: Runtime,
+) -> None:
+    domains = Projector(runtime.store.app, runtime.store.db, SendingDomains())
+    domains.idle_write = 60.0  # (so that a slow machine cannot make it write in between)
+    send(runtime)
+    domains.run_once()  # nothing written down for a while: this one writes
+    assert domains.position() == runtime.store.head()
+    written = domains.position()
+    send(runtime)  # only events it does not follow
+    assert domains.run_once() > 0  # read past them ...
+    assert domains.position() == written  # ... and not written down yet, the log may go on
+    assert domains.run_once() == 0  # the log rests: now it is
+    assert domains.position() == runtime.store.head()
+    account = open_account(runtime.store, "acme")
+    domain_id = add_domain(
+        runtime.store, runtime.secrets, runtime.domain_config, account, "example.org"
+    )
+    send(runtime)
+    domains.catch_up()  # what it follows is applied at once, whatever came around it
+    assert find_domain(runtime.store.db, account, domain_id) is not None
+    assert domains.position() == runtime.store.head()
