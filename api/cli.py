@@ -14,6 +14,7 @@ from api import mta
 from api.app import VERSION
 from domain.addresses import is_valid_address
 from domain.feedback_reports import NotAReport, read_report
+from domain.sending_domains import SendingDomain
 from domain.suppressions import TYPES as SUPPRESSION_TYPES
 from engine.accounts import UnknownAccount, issue_token
 from engine.bootstrap import bootstrap
@@ -360,16 +361,22 @@ def cmd_complaints_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_domain(runtime: Runtime, args: argparse.Namespace) -> SendingDomain | None:
+    """The sending domain `--domain` of `--account`; None (and says so) when there is none."""
+    try:
+        return domain_named(runtime.store, args.account, args.domain)
+    except NoSuchDomain:
+        print(
+            f"postline: account {args.account} has no sending domain {args.domain}", file=sys.stderr
+        )
+        return None
+
+
 def cmd_dkim_rotate(args: argparse.Namespace) -> int:
     runtime, _ = _open(args)
     try:
-        try:
-            domain = domain_named(runtime.store, args.account, args.domain)
-        except NoSuchDomain:
-            print(
-                f"postline: account {args.account} has no sending domain {args.domain}",
-                file=sys.stderr,
-            )
+        domain = _named_domain(runtime, args)
+        if domain is None:
             return EXIT_USAGE
         config = runtime.domain_config
         selector = rotate_dkim(
@@ -410,13 +417,8 @@ def cmd_suppressions_import(args: argparse.Namespace) -> int:
     runtime, _ = _open(args)
     added, invalid = 0, []
     try:
-        try:
-            domain = domain_named(runtime.store, args.account, args.domain)
-        except NoSuchDomain:
-            print(
-                f"postline: account {args.account} has no sending domain {args.domain}",
-                file=sys.stderr,
-            )
+        domain = _named_domain(runtime, args)
+        if domain is None:
             return EXIT_USAGE
         for line, row in enumerate(rows, first_line):
             email = row[column].strip() if len(row) > column else ""

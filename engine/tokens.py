@@ -50,7 +50,7 @@ def create_token(
     expires_at: object,
     now: datetime,
 ) -> Minted:
-    """Issue a token with `resources` as its grants; TokenRefused/TokenRefused for bad input,
+    """Issue a token with `resources` as its grants; TokenRefused or InvalidGrant for bad input,
     Forbidden beyond the caller's reach."""
     if not isinstance(name, str) or not name.strip():
         raise TokenRefused("name is required")
