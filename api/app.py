@@ -68,6 +68,7 @@ def create_app(
         *unsubscribe.HANDLERS,
         system.healthz,
         system.readyz,
+        system.metrics,
         openapi_json,
         docs,
         create_static_files_router(

@@ -24,6 +24,7 @@ from engine.errors import Conflict, StoreUnavailable
 from engine.opt_outs import UnknownMessage, complain
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
+from engine.status import status
 from engine.suppressions import suppress
 from projections.suppressions import list_suppressions
 
@@ -252,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--account", type=int, required=True, metavar="ID")
     exporter.add_argument("--out", metavar="FILE", help="where to write (default: standard out)")
 
+    state = commands.add_parser(
+        "status", help="the log's head, how far behind each read model is, the delivery queue"
+    )
+    _store_arguments(state)
+    _json_argument(state)
+
     complaints = commands.add_parser("complaints", help="spam complaints from feedback loops")
     complaint_commands = complaints.add_subparsers(
         dest="complaints_command", required=True, metavar="ACTION"
@@ -320,6 +327,30 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         },
         f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
         f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runtime, _ = _open(args)
+    try:
+        now = status(runtime)
+    finally:
+        runtime.close()
+    lines = [f"log head   {now.head}", f"queued     {now.queued} messages", ""]
+    lines += [f"{'follower':<20} {'kind':<11} {'position':>10} {'behind':>8}"]
+    lines += [f"{f.name:<20} {f.kind:<11} {f.position:>10} {f.lag:>8}" for f in now.followers]
+    _print(
+        args,
+        {
+            "head": now.head,
+            "queued": now.queued,
+            "followers": [
+                {"name": f.name, "kind": f.kind, "position": f.position, "behind": f.lag}
+                for f in now.followers
+            ],
+        },
+        "\n".join(lines),
     )
     return 0
 
@@ -548,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.suppressions_command == "import":
                 return cmd_suppressions_import(args)
             return cmd_suppressions_export(args)
+        if args.command == "status":
+            return cmd_status(args)
         if args.command == "complaints":
             return cmd_complaints_ingest(args)
         if args.command == "dkim":

@@ -159,3 +159,10 @@ class Projector:
                 return False
             time.sleep(0.005)
         return True
+
+
+def positions(db: SqlDatabase) -> dict[str, int]:
+    """How far each read model and process has followed the log (notification ids)."""
+    with db.transaction(commit=False) as cursor:
+        cursor.execute(db.prepare("SELECT name, position FROM {projection_positions}"))
+        return {row["name"]: int(row["position"]) for row in cursor.fetchall()}

@@ -253,3 +253,20 @@ def test_dkim_rotate_prints_the_record_to_publish(
     unknown = postline("dkim", "rotate", "--domain", "nope.example", *common, env=env, check=False)
     assert unknown.returncode == 2
     assert "has no sending domain nope.example" in unknown.stderr
+
+
+def test_status_lists_every_follower_and_the_queue(
+    runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    shown = json.loads(postline("status", "--json", "--data-dir", str(tmp_path), env=env).stdout)
+    assert shown["head"] == runtime.store.head()
+    assert shown["queued"] == 0
+    names = {f["name"]: f for f in shown["followers"]}
+    assert {"email_logs", "delivery_queue", "sending_domains", "api_tokens", "dispatch"} <= set(
+        names
+    )
+    assert all(f["behind"] == shown["head"] - f["position"] for f in names.values())
+    text = postline("status", "--data-dir", str(tmp_path), env=env).stdout
+    assert "log head" in text
+    assert "email_logs" in text

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from domain.message import Message, follow_up
 from domain.submission import BatchDraft, Draft
@@ -12,9 +13,11 @@ from engine.accept import Origin
 from engine.accounts import Principal, account_admin, open_account
 from engine.domains import add_domain
 from engine.runtime import Runtime
+from engine.status import status
 from projections.email_logs import EmailLogs, get_message
 from projections.runner import Projector
 from projections.sending_domains import SendingDomains, find_domain
+from tests.support.live import LiveServer
 
 ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", "192.0.2.7")
 
@@ -200,3 +203,35 @@ def test_a_read_model_skips_what_it_does_not_follow_and_writes_it_down_when_the_
     domains.catch_up()  # what it follows is applied at once, whatever came around it
     assert find_domain(runtime.store.db, account, domain_id) is not None
     assert domains.position() == runtime.store.head()
+
+
+def test_status_says_how_far_behind_each_read_model_is(runtime: Runtime) -> None:
+    runtime.email_logs.catch_up()
+    send(runtime)
+    head = runtime.store.head()
+    before = {f.name: f for f in status(runtime).followers}
+    assert before["email_logs"].lag == head - before["email_logs"].position > 0
+    assert before["email_logs"].kind == "read_model"
+    assert before["dispatch"].kind == "process"
+    runtime.email_logs.catch_up()
+    after = status(runtime)
+    assert {f.name: f.lag for f in after.followers}["email_logs"] == 0
+    assert after.head == head
+
+
+def test_metrics_in_prometheus_text(runtime: Runtime) -> None:
+    send(runtime)
+    head = runtime.store.head()
+    live = LiveServer(runtime)
+    try:
+        answer = live.client.get("/metrics")
+    finally:
+        live.stop()
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    assert families["postline_log_head"].samples[0].value >= head  # (dispatch may add events)
+    lags = {s.labels["name"]: s.value for s in families["postline_follower_lag_events"].samples}
+    assert {"email_logs", "delivery_queue", "api_tokens", "dispatch"} <= lags.keys()
+    assert all(value >= 0 for value in lags.values())
+    assert "postline_delivery_queue_messages" in families
