@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from eventsourcing.persistence import PersistenceError
 
 from adapters.database import StoreUrl, schema_lock
+from adapters.runner_locks import RunnerLocks
 from adapters.secrets import SecretBox, secret_box
 from domain.limits import DEFAULT_LIMITS, SendLimits
 from engine import settings
@@ -43,6 +44,9 @@ PROJECTION_POLL_SECONDS = 0.1
 # After a partial batch, let new events accumulate briefly: fewer, larger read-model
 # transactions cost far less than one per commit under load.
 PROJECTION_COALESCE_SECONDS = 0.05
+# A process standing by for a read model another process runs (PostgreSQL) tries its lock
+# this often: how long a read model can stall after its runner dies.
+RUNNER_STANDBY_SECONDS = 2.0
 READ_YOUR_WRITES_TIMEOUT = 2.0
 DOMAIN_CHECK_SECONDS = 3600.0  # spec §6.2: every domain's records are re-checked hourly
 
@@ -108,6 +112,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._queued_listeners: list[Callable[[], None]] = []
         self._domain_listeners: list[Callable[[], None]] = []
+        self.runner_locks = RunnerLocks(url)
 
     def start(self) -> None:
         """Start the committer (synchronous part of start-up)."""
@@ -146,6 +151,7 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._wakes.clear()
+        self.runner_locks.close()  # another process takes over its read models at once
         self._loop = None  # commits made after this must not poke a loop that is gone
 
     def close(self) -> None:
@@ -199,6 +205,14 @@ class Runtime:
     async def _follow(self, projector: Projector, wake: asyncio.Event) -> None:
         name = projector.projection.name
         while True:
+            try:
+                runs_here = await self.run(self.runner_locks.hold, name)
+            except Exception:  # (the lock's own connection failing is handled inside)
+                log.exception("projection %s: cannot take its runner lock", name)
+                runs_here = False
+            if not runs_here:  # another process runs it; take over if that one goes away
+                await asyncio.sleep(RUNNER_STANDBY_SECONDS)
+                continue
             wake.clear()
             try:
                 consumed = await self.run(projector.run_once)

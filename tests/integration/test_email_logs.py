@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
@@ -235,3 +236,40 @@ def test_metrics_in_prometheus_text(runtime: Runtime) -> None:
     assert {"email_logs", "delivery_queue", "api_tokens", "dispatch"} <= lags.keys()
     assert all(value >= 0 for value in lags.values())
     assert "postline_delivery_queue_messages" in families
+
+
+def test_one_process_runs_each_read_model_and_another_takes_over(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    other = Runtime(runtime.store.url, data_dir=tmp_path, sender_policy="any")
+    other.start()
+    names = {p.projection.name for p in [*runtime.projectors, *runtime.processes]}
+    postgres = runtime.store.url.dialect == "postgres"
+
+    async def scenario() -> None:
+        await runtime.start_background()
+        await asyncio.sleep(0.5)
+        await other.start_background()
+        await asyncio.sleep(0.5)
+        if postgres:  # the first holds every runner lock; the second stands by
+            assert runtime.runner_locks.held == names
+            assert other.runner_locks.held == frozenset()
+        else:  # one host: every process runs its read models
+            assert other.runner_locks.hold("email_logs")
+        await runtime.stop_background()  # its locks go with it
+        request = {"from": {"email": "a@x.org"}, "to": [{"email": "b@x.org"}], "subject": "s"}
+        await other.acceptor.send(ORIGIN, msgspec.convert({**request, "text": "x"}, Draft))
+        head = await other.run(other.store.head)
+        for _ in range(100):
+            if await other.run(other.email_logs.position) >= head:
+                break
+            await asyncio.sleep(0.1)
+        assert await other.run(other.email_logs.position) >= head
+        if postgres:
+            assert "email_logs" in other.runner_locks.held
+        await other.stop_background()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        other.close()
