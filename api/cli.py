@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from api import mta
 from api.app import VERSION
 from domain.addresses import is_valid_address
 from domain.feedback_reports import NotAReport, read_report
+from domain.reports import REPORTS
 from domain.sending_domains import SendingDomain
 from domain.suppressions import TYPES as SUPPRESSION_TYPES
 from engine.accounts import UnknownAccount, issue_token
@@ -22,6 +24,7 @@ from engine.dkim_keys import InvalidKeys, create_key
 from engine.domains import NoSuchDomain, domain_named, expected, get_domain, rotate_dkim
 from engine.errors import Conflict, StoreUnavailable
 from engine.opt_outs import UnknownMessage, complain
+from engine.reports import run_report
 from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
 from engine.status import status
@@ -253,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--account", type=int, required=True, metavar="ID")
     exporter.add_argument("--out", metavar="FILE", help="where to write (default: standard out)")
 
+    report = commands.add_parser(
+        "report",
+        help="a report computed by replaying the log: "
+        + ", ".join(f"{name} ({kind.title.lower()})" for name, kind in REPORTS.items()),
+    )
+    _store_arguments(report)
+    report.add_argument("name", choices=list(REPORTS), metavar="NAME", help=", ".join(REPORTS))
+    report.add_argument("--since", type=_moment, metavar="TIME", help="ISO 8601, inclusive")
+    report.add_argument("--until", type=_moment, metavar="TIME", help="ISO 8601, exclusive")
+    _json_argument(report)
+
     state = commands.add_parser(
         "status", help="the log's head, how far behind each read model is, the delivery queue"
     )
@@ -327,6 +341,48 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         },
         f"token {issued.token_id} for account {issued.account_id} ({issued.name}):\n"
         f"{issued.token}\nKeep it now: it is stored only as a digest and cannot be shown again.",
+    )
+    return 0
+
+
+def _moment(value: str) -> datetime:
+    """An ISO 8601 time for --since/--until (UTC when it names no zone)."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    def show(position: int, head: int) -> None:
+        print(f"\r{args.name}: {100 * position / head:5.1f}% of the log", end="", file=sys.stderr)
+
+    runtime, _ = _open(args)
+    try:
+        report = run_report(
+            runtime.store, args.name, args.since, args.until, None if args.json else show
+        )
+    finally:
+        runtime.close()
+    if not args.json:
+        print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+    rows = report.rows()
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in report.columns}
+    table = [report.title, ""]
+    table.append("  ".join(c.ljust(widths[c]) for c in report.columns))
+    table += ["  ".join(str(r[c]).ljust(widths[c]) for c in report.columns) for r in rows]
+    if not rows:
+        table.append("(nothing in this window)")
+    _print(
+        args,
+        {
+            "report": args.name,
+            "since": args.since.isoformat() if args.since else None,
+            "until": args.until.isoformat() if args.until else None,
+            "rows": rows,
+        },
+        "\n".join(table),
     )
     return 0
 
@@ -579,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.suppressions_command == "import":
                 return cmd_suppressions_import(args)
             return cmd_suppressions_export(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "status":
             return cmd_status(args)
         if args.command == "complaints":

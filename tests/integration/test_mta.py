@@ -6,6 +6,7 @@ import json
 import ssl
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from engine.domains import add_domain, expected, get_domain
 from engine.mta import Mta, MtaSettings
 from engine.opt_outs import UnknownMessage, complain
 from engine.policy import shipped
+from engine.reports import run_report
 from engine.runtime import Runtime
 from projections.delivery_queue import pending
 from projections.email_logs import get_message
@@ -534,3 +536,32 @@ def test_bulk_mail_can_be_unsubscribed_and_complained_of(
         "reject_reason": "Recipient in suppression list. Reason: unsubscription"
     }
     assert history(runtime, receipt)[:2] == ("enqueued", ["sending"])
+
+
+def test_reports_replay_the_log(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, database_url: str, tmp_path: Path
+) -> None:
+    recipients = ["ok1@sink.test", "greylist@sink.test", "unknown@sink.test"]
+    deliver(runtime, dns_server, sink, recipients, done=3)
+    retries = run_report(runtime.store, "retries").rows()
+    assert retries == [
+        {"soft_bounces_first": 0, "messages": 1, "share": 0.5},
+        {"soft_bounces_first": 1, "messages": 1, "share": 0.5},
+    ]
+    (times,) = run_report(runtime.store, "delivery-times").rows()
+    assert times["delivered"] == 2
+    assert 0 <= times["p50"] <= times["p90"] <= times["p99"] <= times["max"] < 60
+    assert times["max"] >= 0.2  # the greylisted one waited for its retry
+    today = datetime.now(UTC).date().isoformat()
+    assert run_report(runtime.store, "bounces").rows() == [
+        {"day": today, "domain": "example.com", "bounce_category": "badrecipient", "bounces": 1}
+    ]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert run_report(runtime.store, "retries", since=later).rows() == []
+
+    env = {"POSTLINE_DATABASE_URL": database_url}
+    shown = postline("report", "retries", "--json", "--data-dir", str(tmp_path), env=env)
+    assert json.loads(shown.stdout)["rows"] == retries
+    table = postline("report", "bounces", "--data-dir", str(tmp_path), env=env).stdout
+    assert "badrecipient" in table
+    assert "example.com" in table
