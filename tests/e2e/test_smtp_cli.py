@@ -1,8 +1,6 @@
 """`postline serve`'s SMTP relay, run as a user runs it, driven by swaks and smtplib."""
 
 import json
-import os
-import shutil
 import smtplib
 import stat
 import subprocess
@@ -12,15 +10,7 @@ import httpx
 import pytest
 
 from tests.support.process import Serve, postline
-
-
-def swaks() -> str:
-    found = shutil.which("swaks")
-    if found is None:
-        if os.environ.get("POSTLINE_TEST_REQUIRE_TOOLS"):
-            pytest.fail("swaks is not installed (apt-get install swaks)")
-        pytest.skip("swaks is not installed (apt-get install swaks); CI installs it")
-    return found
+from tests.support.tools import swaks
 
 
 def test_swaks_over_starttls_with_the_generated_certificate(

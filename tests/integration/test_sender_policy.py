@@ -1,8 +1,6 @@
 """The sender policy: an account sends only from its DNS-verified sending domains."""
 
 import asyncio
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from engine.tokens import create_token
 from tests.support.dns import LocalDns, Zone
 from tests.support.live import LiveServer
 from tests.support.smtp import Certificates, LiveSmtp
+from tests.support.tools import swaks as swaks_path
 
 
 @pytest.fixture
@@ -91,15 +90,6 @@ def test_another_accounts_verified_domain_is_not_yours(
         "/api/send", json=message("shop@example.org"), headers={"Api-Token": token}
     )
     assert refused.status_code == 401
-
-
-def swaks_path() -> str:
-    swaks = shutil.which("swaks")
-    if swaks is None:
-        if os.environ.get("POSTLINE_TEST_REQUIRE_TOOLS"):
-            pytest.fail("swaks is not installed (apt-get install swaks)")
-        pytest.skip("swaks is not installed (apt-get install swaks); CI installs it")
-    return swaks
 
 
 def swaks(port: int, password: str, sender: str, *extra: str) -> subprocess.CompletedProcess[str]:

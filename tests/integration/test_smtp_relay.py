@@ -3,8 +3,6 @@
 import asyncio
 import base64
 import ipaddress
-import os
-import shutil
 import smtplib
 import subprocess
 import time
@@ -21,6 +19,7 @@ from engine.relay import RelayPolicy
 from engine.runtime import Runtime
 from projections.email_logs import get_message
 from tests.support.smtp import Certificates, LiveSmtp, RawClient, loopback_settings
+from tests.support.tools import swaks as swaks_path
 
 MESSAGE = (
     b"From: Shop <shop@example.com>\r\n"
@@ -391,11 +390,7 @@ def test_trusted_networks_relay_without_auth_as_their_token(
 def test_swaks_starttls_auth_and_pipelining(
     runtime: Runtime, relay: LiveSmtp, certificates: Certificates, account: tuple[int, str]
 ) -> None:
-    swaks = shutil.which("swaks")
-    if swaks is None:
-        if os.environ.get("POSTLINE_TEST_REQUIRE_TOOLS"):
-            pytest.fail("swaks is not installed (apt-get install swaks)")
-        pytest.skip("swaks is not installed (apt-get install swaks); CI installs it")
+    swaks = swaks_path()
     for extra in (["--tls", "--tls-ca-path", str(certificates.ca_file)], ["--pipeline"]):
         result = subprocess.run(
             [
