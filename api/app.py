@@ -12,6 +12,7 @@ from litestar.static_files import create_static_files_router
 
 from api import domains, logs, sending, suppressions, system, tokens, unsubscribe
 from api.errors import EXCEPTION_HANDLERS
+from api.rate_limits import RateLimit
 from engine.runtime import Runtime
 
 VERSION = "0.1.0"
@@ -111,8 +112,6 @@ def create_app(
         logging_config=None,
     )
     app.state.runtime = runtime
-    app.state.suppression_limit = suppressions.RateLimit(suppression_rate)
-    app.state.instructions_limit = suppressions.RateLimit(
-        domains.INSTRUCTIONS_RATE, "setup instructions"
-    )
+    app.state.suppression_limit = RateLimit(suppression_rate, "suppressions")
+    app.state.instructions_limit = RateLimit(domains.INSTRUCTIONS_RATE, "setup instructions")
     return app

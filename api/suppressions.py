@@ -9,9 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from limits import parse as parse_limit
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from litestar import Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -30,18 +27,6 @@ TAGS = ["Suppressions"]
 PATH = "/api/accounts/{account_id:int}/suppressions"
 # Mailtrap allows 10 suppression calls a minute per account (429 beyond); counted per process.
 DEFAULT_RATE = "10/minute"
-
-
-class RateLimit:
-    """Calls per account to one API, in a moving window (the `limits` library)."""
-
-    def __init__(self, rate: str, api: str = "suppressions") -> None:
-        self._item = parse_limit(rate)
-        self._api = api
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    async def allows(self, account_id: int) -> bool:
-        return await self._limiter.hit(self._item, self._api, str(account_id))
 
 
 async def _scope(

@@ -38,9 +38,6 @@ class Principal:
     def access(self) -> Access:
         return Access(self.account_id, self.grants)
 
-    def expired(self) -> bool:
-        return self.expires_at is not None and datetime.now(UTC) >= self.expires_at
-
     @classmethod
     def of(cls, token: ApiToken) -> "Principal":
         return cls(
@@ -188,9 +185,10 @@ class Authenticator:
             self._cache.clear()
 
     def _fresh(self, cache_key: str) -> Principal | None:
-        """A cached principal that is neither stale nor past its token's expiry."""
+        """A cached principal that is neither stale nor past its token's expiry (no clock
+        reading beyond one monotonic one: the entry's deadline includes the expiry)."""
         entry = self._cache.get(cache_key)
-        if entry is not None and entry[0] > time.monotonic() and not entry[1].expired():
+        if entry is not None and entry[0] > time.monotonic():
             return entry[1]
         return None
 
@@ -201,7 +199,11 @@ class Authenticator:
             else:
                 if len(self._cache) >= self._max_entries:
                     self._cache.clear()
-                self._cache[cache_key] = (time.monotonic() + self._ttl, principal)
+                keep = self._ttl
+                if principal.expires_at is not None:  # never past the token's own expiry
+                    left = (principal.expires_at - datetime.now(UTC)).total_seconds()
+                    keep = min(keep, left)
+                self._cache[cache_key] = (time.monotonic() + keep, principal)
         return principal
 
     def _lookup(self, digest: str) -> Principal | None:

@@ -1,6 +1,7 @@
 """The API-token API: create, list, get, reset, delete; permissions; domain tokens; isolation."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -338,3 +339,21 @@ def test_racing_deletions_keep_a_domains_last_token(runtime: Runtime) -> None:
     kept = runtime.store.get(entity_id("domain_tokens", domain_id))
     assert isinstance(kept, DomainTokens)
     assert len(kept.tokens) == 1
+
+
+def test_a_cached_token_stops_working_when_it_expires(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    owner, admin = account
+    caller = Authenticator(runtime.store).authenticate(admin)
+    assert caller is not None
+    now = datetime.now(UTC)
+    minted = create_token(
+        runtime.store, caller, "brief", viewer_of(owner), now + timedelta(seconds=1), now
+    )
+    auth = Authenticator(runtime.store, ttl=60)  # cached far longer than the token lives
+    assert auth.authenticate(minted.secret) is not None
+    assert auth.cached(minted.secret) is not None
+    time.sleep(1.2)
+    assert auth.cached(minted.secret) is None
+    assert auth.authenticate(minted.secret) is None
