@@ -7,7 +7,7 @@ admin of everything that token grants, so no token can hand out more than it hol
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ACCESS_VIEWER = 10
@@ -68,10 +68,10 @@ class Access:
 
     account_id: int
     grants: tuple[Grant, ...]
+    account_level: int = field(init=False)  # derived once: every send asks for it
 
-    @property
-    def account_level(self) -> int:
-        return max(
+    def __post_init__(self) -> None:
+        level = max(
             (
                 g.access_level
                 for g in self.grants
@@ -79,6 +79,7 @@ class Access:
             ),
             default=0,
         )
+        object.__setattr__(self, "account_level", level)
 
     def level(self, resource_type: str, resource_id: int) -> int:
         """The access this token has to one resource of its account (the caller makes sure

@@ -4,7 +4,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,10 +33,10 @@ class Principal:
     grants: tuple[Grant, ...]
     expires_at: datetime | None = None
     retiring: bool = False  # reset: working out its grace period, it manages no tokens
+    access: Access = field(init=False, compare=False)  # derived once, asked on every send
 
-    @property
-    def access(self) -> Access:
-        return Access(self.account_id, self.grants)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "access", Access(self.account_id, self.grants))
 
     @classmethod
     def of(cls, token: ApiToken) -> "Principal":
