@@ -50,8 +50,13 @@ async def account_scope(
     """As `caller`, for what needs account-wide access (`admin`: to change, else to read);
     a token without it answers 403."""
     runtime, principal = await caller(request, account_id)
+    require_account(principal, admin=admin)
+    return runtime, principal.account_id
+
+
+def require_account(principal: Principal, *, admin: bool = False) -> None:
+    """Forbidden unless the principal has account-wide access (`admin`: to change)."""
     access = principal.access
     if not (access.administers_account() if admin else access.reads_account()):
         level = "admin" if admin else "viewer"
         raise Forbidden(f"this API token needs {level} access to the account")
-    return runtime, principal.account_id

@@ -13,7 +13,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import caller
+from api.auth import caller, require_account
 from api.body import read_json
 from api.errors import BadRequest, TooManyRequests
 from domain.addresses import is_valid_address
@@ -105,8 +105,7 @@ async def create_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int]
 ) -> dict[str, Any]:
     runtime, principal = await caller(request, account_id)
-    if not principal.access.administers_account():
-        raise Forbidden("this API token needs admin access to the account")
+    require_account(principal, admin=True)
     account = principal.account_id
     name = _fields(await read_json(request, dict)).get("domain_name")
     if not isinstance(name, str) or not name.strip():
@@ -160,8 +159,7 @@ async def delete_sending_domain(
     request: Request[Any, Any, Any], account_id: FromPath[int], domain_id: FromPath[int]
 ) -> Response[None]:
     runtime, principal = await _domain_scope(request, account_id, domain_id)
-    if not principal.access.administers_account():
-        raise Forbidden("this API token needs admin access to the account")
+    require_account(principal, admin=True)
     account = principal.account_id
     try:
         revoked = await runtime.run(

@@ -7,8 +7,7 @@ from litestar import Request, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import authenticate
-from engine.errors import Forbidden
+from api.auth import authenticate, require_account
 from engine.runtime import Runtime
 from projections.email_logs import get_message
 
@@ -27,8 +26,7 @@ async def _email_log(
     canonical = _canonical_uuid(message_id)
     if canonical is None or account_id not in (None, principal.account_id):
         raise NotFoundException
-    if not principal.access.reads_account():
-        raise Forbidden("this API token needs viewer access to the account")
+    require_account(principal)
     runtime: Runtime = request.app.state.runtime
     db = runtime.store.db
     found = await runtime.run(get_message, db, principal.account_id, canonical)
