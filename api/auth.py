@@ -35,11 +35,19 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-async def caller(request: Request[Any, Any, Any], account_id: int) -> tuple[Runtime, Principal]:
-    """The runtime and the caller, for a path under `/api/accounts/{account_id}`: another
-    account's id answers 404, as if nothing were there."""
+MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing
+
+
+async def caller(
+    request: Request[Any, Any, Any], account_id: int, item_id: int | None = None
+) -> tuple[Runtime, Principal]:
+    """The runtime and the caller, for a path under `/api/accounts/{account_id}` (and one
+    item's id in it): another account's id, or an id nothing can have, answers 404, as if
+    nothing were there."""
     principal = await authenticate(request)
     if account_id != principal.account_id:
+        raise NotFoundException
+    if item_id is not None and not 0 < item_id <= MAX_ID:
         raise NotFoundException
     return request.app.state.runtime, principal
 

@@ -53,17 +53,12 @@ def _fields(data: Any) -> dict[str, Any]:
     raise BadRequest(['the body must be {"sending_domain": {...}}'], 422)
 
 
-MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing
-
-
 async def _domain_scope(
     request: Request[Any, Any, Any], account_id: int, domain_id: int, *, admin: bool = False
 ) -> tuple[Runtime, Principal]:
     """The caller, for one domain's path: an id no domain can have answers 404; a token
     without access to this domain (`admin`: to change it) answers 403."""
-    runtime, principal = await caller(request, account_id)
-    if not 0 < domain_id <= MAX_ID:
-        raise NotFoundException
+    runtime, principal = await caller(request, account_id, domain_id)
     access = principal.access
     if not (access.administers_domain(domain_id) if admin else access.reads_domain(domain_id)):
         found = await runtime.run(find_domain, runtime.store.db, principal.account_id, domain_id)

@@ -17,9 +17,8 @@ from api.body import read_json
 from api.errors import BadRequest
 from domain.accounts import TokenRefused
 from domain.permissions import InvalidGrant, grants_of
-from engine.accounts import Minted, Principal
+from engine.accounts import Minted
 from engine.errors import Forbidden
-from engine.runtime import Runtime
 from engine.tokens import (
     DEFAULT,
     NoSuchToken,
@@ -33,7 +32,6 @@ from projections.api_tokens import list_tokens, row_of, token_view
 
 TAGS = ["API tokens"]
 PATH = "/api/accounts/{account_id:int}/api_tokens"
-MAX_ID = 2**63 - 1
 
 
 def _expiry(body: dict[str, Any]) -> object:
@@ -51,15 +49,6 @@ def _expiry(body: dict[str, Any]) -> object:
 
 def _with_secret(minted: Minted) -> dict[str, Any]:
     return {**token_view(row_of(minted.token)), "token": minted.secret}
-
-
-async def _token_scope(
-    request: Request[Any, Any, Any], account_id: int, token_id: int
-) -> tuple[Runtime, Principal]:
-    runtime, principal = await caller(request, account_id)
-    if not 0 < token_id <= MAX_ID:
-        raise NotFoundException
-    return runtime, principal
 
 
 @get(PATH, tags=TAGS, summary="The API tokens this token can see")
@@ -80,7 +69,7 @@ async def list_api_tokens(
 async def get_api_token(
     request: Request[Any, Any, Any], account_id: FromPath[int], token_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, principal = await _token_scope(request, account_id, token_id)
+    runtime, principal = await caller(request, account_id, token_id)
     try:
         token = await runtime.run(get_token, runtime.store, principal.account_id, token_id)
     except NoSuchToken:
@@ -118,7 +107,7 @@ async def create_api_token(
 async def delete_api_token(
     request: Request[Any, Any, Any], account_id: FromPath[int], token_id: FromPath[int]
 ) -> Response[None]:
-    runtime, principal = await _token_scope(request, account_id, token_id)
+    runtime, principal = await caller(request, account_id, token_id)
     try:
         await runtime.run(delete_token, runtime.store, principal, token_id, datetime.now(UTC))
     except NoSuchToken:
@@ -139,7 +128,7 @@ async def delete_api_token(
 async def reset_api_token(
     request: Request[Any, Any, Any], account_id: FromPath[int], token_id: FromPath[int]
 ) -> dict[str, Any]:
-    runtime, principal = await _token_scope(request, account_id, token_id)
+    runtime, principal = await caller(request, account_id, token_id)
     raw = await request.body()
     body = await read_json(request, dict) if raw.strip() and raw.strip() != b"null" else {}
     expiry = _expiry(body)

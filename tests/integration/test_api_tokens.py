@@ -284,6 +284,10 @@ def test_another_accounts_tokens_answer_404(
     assert live.client.delete(f"{their_path}/1", headers=theirs).status_code == 404
     assert [t["name"] for t in live.client.get(their_path, headers=theirs).json()] == ["theirs"]
     assert Authenticator(runtime.store, ttl=0).authenticate(admin) is not None
+    for nothing in (0, 2**64):  # ids no token or domain can have
+        assert live.client.get(f"{mine}/{nothing}", headers=bearer(admin)).status_code == 404
+        domain = f"/api/accounts/{owner}/sending_domains/{nothing}"
+        assert live.client.get(domain, headers=bearer(admin)).status_code == 404
 
 
 def test_an_expired_token_authenticates_nothing(
