@@ -15,12 +15,13 @@ composite values per commit, which was most of the CPU of a group commit.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from adapters.multirow import insert_rows
@@ -28,6 +29,18 @@ from adapters.multirow import insert_rows
 Blob = tuple[str, bytes]  # (sha256 hex, data)
 
 BLOB_TABLE = "postline_blobs"
+
+
+class LogEntry(NamedTuple):
+    """A notification as a replay reads it (what the mapper needs to decode it)."""
+
+    id: int
+    topic: str
+    state: bytes
+    originator_id: UUID
+    originator_version: int
+
+
 _SQLITE_IN_LIMIT = 500  # parameters per IN list, well under SQLite's 32,766
 
 
@@ -67,6 +80,12 @@ class SQLiteEventStore(SQLiteApplicationRecorder):
         ):
             ids.extend(range(last - count + 1, last + 1))
         return ids
+
+    def read_log(self, start: int, stop: int, topics: Sequence[str]) -> Sequence[Any]:
+        """The notifications of `topics` after `start` up to `stop` (see the PostgreSQL one)."""
+        return self.select_notifications(
+            start=start, limit=stop - start, stop=stop, topics=topics, inclusive_of_start=False
+        )
 
     def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
         """The blobs found among `shas`, read in one transaction."""
@@ -121,6 +140,11 @@ class PostgresEventStore(PostgresApplicationRecorder):
         )
         self._append = SQL("SELECT * FROM {}(%b, %b, %b, %b, %b, %b)").format(append)
         self._select_blobs = SQL("SELECT sha256, data FROM {} WHERE sha256 = ANY(%s)").format(table)
+        self._read_log = SQL(
+            "SELECT notification_id, topic, state, originator_id, originator_version FROM {}"
+            " WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s)"
+            " ORDER BY notification_id"
+        ).format(Identifier(self.datastore.schema, self.events_table_name))
 
     # The library's versions are wrapped in a retry decorator (ten attempts, 0.2 s apart, each
     # waiting up to the connect timeout); these call the undecorated functions so a lost
@@ -147,6 +171,14 @@ class PostgresEventStore(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._append, arguments)  # autocommit: one statement, one transaction
             return [row["postline_append"] for row in curs.fetchall()]
+
+    def read_log(self, start: int, stop: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The notifications of `topics` after `start` up to `stop`, for a replay: rows as
+        binary tuples, not a dict and a frozen dataclass each as `select_notifications` makes
+        them (two thirds of its time, when a replay reads millions)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self._read_log, (start, stop, list(topics)), binary=True)
+            return list(map(LogEntry._make, c.fetchall()))
 
     def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
         """The blobs found among `shas`, read with one statement."""

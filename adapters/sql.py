@@ -5,9 +5,13 @@ SQLite they live in a second file next to the events (`postline.db` -> `postline
 SQLite has one writer at a time per file, and the projector's writes must not hold up the
 accept path's commits. Statements are written once with `?` placeholders and `{name}` markers,
 and prepared for the dialect: `{table}` becomes a schema-qualified name on PostgreSQL, `{ts}` a
-timestamp type, `{for_update}` a row lock where the database has one.
+timestamp type, `{for_update}` a row lock where the database has one. Index names are markers
+too, `{index:name}` (PostgreSQL wants them unqualified, SQLite's are global to the file), so a
+rebuild can create a read model's tables and indexes under other names (`renamed`) beside the
+live ones and swap them in (projections.replay).
 """
 
+import copy
 import re
 import sqlite3
 import weakref
@@ -15,13 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 from eventsourcing.sqlite import SQLiteDatastore
 
 from adapters.eventstore import PostgresEventStore, SQLiteEventStore
 from adapters.multirow import insert_rows
 
-_MARKER = re.compile(r"\{([a-z_]+)\}")
+_MARKER = re.compile(r"\{([a-z_]+(?::[a-z0-9_]+)?)\}")
+INDEX = "index:"  # `{index:name}`: an index name
 
 _TYPES = {
     "sqlite": {"ts": "TEXT", "for_update": "", "bigint": "INTEGER"},
@@ -45,6 +51,16 @@ class SqlDatabase:
                 views_path(recorder.datastore.pool.db_name), lock_timeout=10
             )
         self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.names: dict[str, str] = {}  # marker -> the table or index it stands for
+        self.bulk = False  # loading tables nobody else writes (see `insert`)
+
+    def renamed(self, names: dict[str, str], *, bulk: bool = False) -> "SqlDatabase":
+        """The same database, where the markers in `names` (`table`, `index:name`) stand for
+        other tables and indexes: a rebuild's fresh ones, loaded in `bulk`."""
+        view = copy.copy(self)
+        view.names = {**self.names, **names}
+        view.bulk = bulk
+        return view
 
     def close(self) -> None:
         if self.dialect == "sqlite":
@@ -58,6 +74,9 @@ class SqlDatabase:
             name = match.group(1)
             if name in types:
                 return types[name]
+            if name.startswith(INDEX):
+                return self.names.get(name, name[len(INDEX) :])
+            name = self.names.get(name, name)
             return f'"{self.schema}"."{name}"' if self.schema else name
 
         prepared = _MARKER.sub(replace, statement)
@@ -121,6 +140,9 @@ class SqlDatabase:
         SQLite: multi-row VALUES statements (see adapters.multirow). PostgreSQL: one statement
         over typed arrays (`unnest`), which psycopg sends in binary from C; row-by-row
         `executemany` spends ~80 us of Python per row. `tail` (e.g. ON CONFLICT) uses markers.
+        In `bulk`, PostgreSQL gets a COPY first (rows formatted in C, no arrays to take apart:
+        about 3 times faster), which does what the statement would as long as no row clashes
+        with one there; if one does, the COPY is rolled back and the statement runs instead.
         """
         if not rows:
             return
@@ -129,11 +151,24 @@ class SqlDatabase:
             head = self.prepare(f"INSERT INTO {{{table}}} ({names})")
             insert_rows(cursor.sqlite_cursor, head, rows, self.prepare(tail))
             return
+        if self.bulk and self._copy(cursor, table, names, rows):
+            return
         arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
         statement = self.prepare(
             f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({arrays}) {tail}"  # noqa: S608
         )
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
+
+    def _copy(self, cursor: Any, table: str, names: str, rows: Sequence[Sequence[Any]]) -> bool:
+        """COPY `rows` into `{table}` (PostgreSQL), unless one clashes with a row there."""
+        statement = self.prepare(f"COPY {{{table}}} ({names}) FROM STDIN")
+        try:
+            with cursor.connection.transaction(), cursor.copy(statement) as copy:  # a savepoint
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            return False
+        return True
 
     def execute_each(
         self,

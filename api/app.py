@@ -10,7 +10,19 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, Yaml
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
-from api import domains, logs, sending, suppressions, system, tokens, unsubscribe
+from api import (
+    audit_log,
+    domains,
+    logs,
+    sending,
+    stats,
+    suppressions,
+    system,
+    tokens,
+    tracking,
+    unsubscribe,
+    webhooks,
+)
 from api.errors import EXCEPTION_HANDLERS
 from api.rate_limits import RateLimit
 from engine.runtime import Runtime
@@ -55,18 +67,22 @@ def create_app(
     enable_noop: bool = False,
     debug: bool = False,
     suppression_rate: str = suppressions.DEFAULT_RATE,
+    stats_rate: str = stats.DEFAULT_RATE,
 ) -> Litestar:
-    """The HTTP API of one Postline process (`suppression_rate`: calls per account to the
-    suppressions API, as `limits` writes it)."""
+    """The HTTP API of one Postline process (`suppression_rate`, `stats_rate`: calls per
+    account to the suppressions API and to the stats API, as `limits` writes it)."""
     handlers: list[Any] = [
         sending.transactional,
         sending.bulk,
-        logs.email_log,
-        logs.account_email_log,
+        *logs.HANDLERS,
         *domains.HANDLERS,
         *suppressions.HANDLERS,
+        *stats.HANDLERS,
         *tokens.HANDLERS,
+        *audit_log.HANDLERS,
         *unsubscribe.HANDLERS,
+        *tracking.HANDLERS,
+        *webhooks.HANDLERS,
         system.healthz,
         system.readyz,
         system.metrics,
@@ -113,5 +129,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.suppression_limit = RateLimit(suppression_rate, "suppressions")
+    app.state.stats_limit = RateLimit(stats_rate, "stats")
+    app.state.log_list_limit = RateLimit(logs.LIST_RATE, "email logs list")
+    app.state.log_detail_limit = RateLimit(logs.DETAIL_RATE, "email log")
     app.state.instructions_limit = RateLimit(domains.INSTRUCTIONS_RATE, "setup instructions")
     return app

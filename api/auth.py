@@ -6,6 +6,7 @@ from litestar import Request
 from litestar.exceptions import NotFoundException
 
 from api.errors import Unauthorized
+from domain.activity import Actor
 from engine.accounts import Principal
 from engine.errors import Forbidden
 from engine.runtime import Runtime
@@ -32,7 +33,14 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     principal = runtime.auth.cached(token) or await runtime.run(runtime.auth.authenticate, token)
     if principal is None:
         raise Unauthorized
+    request.state.principal = principal
     return principal
+
+
+def actor(request: Request[Any, Any, Any]) -> Actor:
+    """Who makes the request's changes, for the audit log (after `authenticate`)."""
+    principal: Principal = request.state.principal
+    return principal.actor
 
 
 MAX_ID = 2**63 - 1  # ids are 64-bit: anything larger names nothing

@@ -2,17 +2,20 @@
 
 import argparse
 import csv
+import getpass
 import io
 import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from api import mta
 from api.app import VERSION
+from domain.activity import Actor, operator_actor
 from domain.addresses import is_valid_address
 from domain.feedback_reports import NotAReport, read_report
 from domain.reports import REPORTS
@@ -29,6 +32,7 @@ from engine.runtime import Runtime
 from engine.settings import InvalidDatabaseUrl, data_dir, store_url
 from engine.status import status
 from engine.suppressions import suppress
+from projections.replay import rebuild
 from projections.suppressions import list_suppressions
 
 log = logging.getLogger("postline")
@@ -288,8 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json_argument(ingest)
 
-    replay = commands.add_parser("replay", help="rebuild every read model from the event log")
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild read models from the event log into fresh tables, swapped in at the end "
+        "(the running installation keeps serving the old ones meanwhile)",
+    )
     _store_arguments(replay)
+    replay.add_argument(
+        "--read-model",
+        action="append",
+        metavar="NAME",
+        help="rebuild only this read model (repeatable; default: all of them)",
+    )
     _json_argument(replay)
     return parser
 
@@ -322,10 +336,20 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator() -> Actor:
+    """The person at this command line, as the audit log names them."""
+    try:
+        return operator_actor(getpass.getuser())
+    except (KeyError, OSError):  # no login name (a container's nameless uid)
+        return operator_actor("postline cli")
+
+
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     runtime, _ = _open(args)
     try:
-        issued = issue_token(runtime.store, args.account, args.name, created_by="postline cli")
+        issued = issue_token(
+            runtime.store, args.account, args.name, created_by="postline cli", actor=_operator()
+        )
     except UnknownAccount as error:
         print(f"postline: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -467,7 +491,7 @@ def cmd_dkim_rotate(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         config = runtime.domain_config
         selector = rotate_dkim(
-            runtime.store, runtime.secrets, config, args.account, domain.domain_id
+            runtime.store, runtime.secrets, config, args.account, domain.domain_id, _operator()
         )
         domain = get_domain(runtime.store, args.account, domain.domain_id)
         record = next(r for r in expected(domain, config) if r.name == f"{selector}._domainkey")
@@ -503,6 +527,7 @@ def cmd_suppressions_import(args: argparse.Namespace) -> int:
         column, first_line, rows = header.index("email"), 2, rows[1:]
     runtime, _ = _open(args)
     added, invalid = 0, []
+    operator = _operator()
     try:
         domain = _named_domain(runtime, args)
         if domain is None:
@@ -512,7 +537,16 @@ def cmd_suppressions_import(args: argparse.Namespace) -> int:
             if not is_valid_address(email):
                 invalid.append({"line": line, "value": email})
                 continue
-            suppress(runtime.store, args.account, email, domain.name, args.stream, args.kind)
+            suppress(
+                runtime.store,
+                args.account,
+                email,
+                domain.name,
+                args.stream,
+                args.kind,
+                None,
+                operator,
+            )
             added += 1
             if added % 1000 == 0:
                 print(f"\r{added} suppressed", end="", file=sys.stderr, flush=True)
@@ -555,22 +589,33 @@ def cmd_suppressions_export(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     runtime, _ = _open(args)
-    results = {}
     try:
-        runtime.start()
+        known = {p.projection.name: p for p in runtime.projectors}
+        unknown = [name for name in args.read_model or () if name not in known]
+        if unknown:
+            print(
+                f"postline: no read model {', '.join(map(repr, unknown))}; "
+                f"read models: {', '.join(known)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        chosen = [known[name] for name in dict.fromkeys(args.read_model or known)]
+        names = ", ".join(p.projection.name for p in chosen)
+        began = time.monotonic()
         head = runtime.store.head()
-        for projector in runtime.projectors:
-            name = projector.projection.name
-            done = projector.rebuild(progress=None if args.json else _progress(name, head))
-            results[name] = done
-            if not args.json:
-                print(f"\r{name}: rebuilt from {done} events{' ' * 20}", file=sys.stderr)
+        results = rebuild(chosen, progress=None if args.json else _progress(names, head))
+        seconds = time.monotonic() - began
+        position = runtime.store.head()
     finally:
         runtime.close()
+    if not args.json:
+        print(file=sys.stderr)
+        for name, events in results.items():
+            print(f"{name}: rebuilt from {events} events", file=sys.stderr)
     _print(
         args,
-        {"log_position": head, "projections": results},
-        f"read models rebuilt up to log position {head}",
+        {"log_position": position, "seconds": round(seconds, 3), "projections": results},
+        f"read models rebuilt and swapped in up to log position {position} in {seconds:.1f} s",
     )
     return 0
 
@@ -602,8 +647,14 @@ def cmd_dkim_keygen(args: argparse.Namespace) -> int:
 
 def _progress(name: str, head: int) -> Any:
     def report(position: int) -> None:
-        share = 100 * position / head if head else 100
-        print(f"\r{name}: {share:5.1f}% ({position}/{head})", end="", file=sys.stderr, flush=True)
+        share = min(100.0, 100 * position / head) if head else 100.0
+        bar = "#" * int(share * 0.3)
+        print(
+            f"\r{name}: [{bar:<30}] {share:5.1f}% ({min(position, head)}/{head})",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return report
 

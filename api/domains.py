@@ -114,6 +114,7 @@ async def create_sending_domain(
             account,
             name,
             principal.token_name,
+            principal.actor,
         )
     except DomainRefused as error:
         raise BadRequest([str(error)], 422) from None
@@ -141,7 +142,9 @@ async def update_sending_domain(
     if wrong:
         raise BadRequest([f"{', '.join(sorted(wrong))}: must be true or false"], 422)
     try:
-        await runtime.run(change_settings, runtime.store, account, domain_id, changes)
+        await runtime.run(
+            change_settings, runtime.store, account, domain_id, changes, principal.actor
+        )
     except NoSuchDomain:
         raise NotFoundException from None
     except ValueError as error:
@@ -158,7 +161,12 @@ async def delete_sending_domain(
     account = principal.account_id
     try:
         revoked = await runtime.run(
-            delete_domain, runtime.store, account, domain_id, principal.token_name
+            delete_domain,
+            runtime.store,
+            account,
+            domain_id,
+            principal.token_name,
+            principal.actor,
         )
     except NoSuchDomain:
         raise NotFoundException from None
@@ -202,7 +210,13 @@ async def rotate_domain_dkim(
     account = principal.account_id
     try:
         await runtime.run(
-            rotate_dkim, runtime.store, runtime.secrets, runtime.domain_config, account, domain_id
+            rotate_dkim,
+            runtime.store,
+            runtime.secrets,
+            runtime.domain_config,
+            account,
+            domain_id,
+            principal.actor,
         )
     except NoSuchDomain:
         raise NotFoundException from None

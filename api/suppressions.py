@@ -13,7 +13,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from api.auth import account_scope
+from api.auth import account_scope, actor
 from api.body import read_json
 from api.errors import BadRequest, TooManyRequests
 from domain.addresses import is_valid_address
@@ -97,7 +97,7 @@ async def add_suppression(
             ["domain_id must be the id of one of the account's sending domains"], 422
         ) from None
     record_id = await runtime.run(
-        suppress, runtime.store, account, email, domain.name, stream, kind
+        suppress, runtime.store, account, email, domain.name, stream, kind, None, actor(request)
     )
     await runtime.read_your_writes(runtime.suppressions)
     found = await runtime.run(find_suppression, runtime.store.db, account, str(record_id))
@@ -129,7 +129,9 @@ async def remove_suppression(
         raise NotFoundException from None
     await runtime.read_your_writes(runtime.suppressions)
     found = await runtime.run(find_suppression, runtime.store.db, account, str(record_id))
-    if found is None or not await runtime.run(reactivate, runtime.store, account, record_id):
+    if found is None or not await runtime.run(
+        reactivate, runtime.store, account, record_id, actor(request)
+    ):
         raise NotFoundException
     return Response(found, status_code=200)
 

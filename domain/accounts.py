@@ -6,6 +6,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.activity import SYSTEM, Actor
 from domain.permissions import Grant, grants_of
 
 TOKEN_KEY_SPACE = "api-token-digest"  # noqa: S105 - a key-space name, not a secret
@@ -55,6 +56,7 @@ class ApiToken(Aggregate):
         resources: list[dict[str, int | str]],
         created_by: str,
         expires_at: datetime | None = None,
+        actor: Actor | None = None,  # who issued it (domain.activity)
     ) -> None:
         self.token_id = token_id
         self.account_id = account_id
@@ -68,11 +70,11 @@ class ApiToken(Aggregate):
         self.revoked = False
 
     @event("Revoked")
-    def revoke(self, by: str) -> None:
+    def revoke(self, by: str, actor: Actor | None = None) -> None:
         self.revoked = True
 
     @event("Reset")
-    def _reset(self, successor: int, expires_at: datetime) -> None:
+    def _reset(self, successor: int, expires_at: datetime, actor: Actor | None = None) -> None:
         self.successor = successor
         self.expires_at = expires_at
 
@@ -83,14 +85,16 @@ class ApiToken(Aggregate):
     def usable(self, now: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or now < self.expires_at)
 
-    def reset(self, successor: int, now: datetime) -> None:
+    def reset(self, successor: int, now: datetime, actor: Actor = SYSTEM) -> None:
         """Hand over to `successor`: this token works for the grace period more, at most."""
         if self.successor is not None:
             raise TokenRefused("this token has already been reset")
         if not self.usable(now):
             raise TokenRefused("an expired token cannot be reset")
         ends = now + RESET_GRACE
-        self._reset(successor, ends if self.expires_at is None else min(ends, self.expires_at))
+        self._reset(
+            successor, ends if self.expires_at is None else min(ends, self.expires_at), actor
+        )
 
 
 def checked_expiry(value: datetime | None, now: datetime) -> datetime | None:

@@ -54,6 +54,8 @@ class Message(Aggregate):
         self.attempts = 0
         self.suspensions = 0
         self.opted_out: set[str] = set()  # "unsubscribe", "spam"
+        self.opens = 0
+        self.clicks = 0
 
     @event("Queued")
     def queue(self) -> None:
@@ -128,6 +130,29 @@ class Message(Aggregate):
     def _complained(self, *, feedback_type: str, reporter: str | None) -> None:
         self.status = "opted_out"
         self.opted_out.add("spam")
+
+    @event("Opened")
+    def _opened(self, *, ip: str | None, user_agent: str | None) -> None:
+        self.opens += 1
+
+    @event("Clicked")
+    def _clicked(self, *, url: str, ip: str | None, user_agent: str | None) -> None:
+        self.clicks += 1
+
+    def open(self, ip: str | None, user_agent: str | None) -> bool:
+        """The recipient's client loaded the tracking pixel (every load counts: forwarded
+        copies too); False if the message was never delivered."""
+        if self.status not in ("delivered", "opted_out"):
+            return False
+        self._opened(ip=ip, user_agent=user_agent)
+        return True
+
+    def click(self, url: str, ip: str | None, user_agent: str | None) -> bool:
+        """The recipient followed a tracked link to `url`; False if never delivered."""
+        if self.status not in ("delivered", "opted_out"):
+            return False
+        self._clicked(url=url, ip=ip, user_agent=user_agent)
+        return True
 
     def unsubscribe(self, ip: str | None, user_agent: str | None) -> bool:
         """The recipient asked for no more of this mail; False if it already had, or never

@@ -7,6 +7,7 @@ download) and is the same each time.
 
 import base64
 import hashlib
+from collections.abc import Callable
 from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
@@ -14,9 +15,27 @@ from email.message import EmailMessage
 import msgspec
 
 from domain.addresses import ascii_domain
+from domain.message import FORMAT_COMPOSITION
+from domain.rfc5322 import deliverable
 from domain.submission import Body, Head, Mailbox, Part
 
 _ENCODER = msgspec.json.Encoder()
+_HEAD = msgspec.json.Decoder(Head)
+_BODY = msgspec.json.Decoder(Body)
+
+
+def message_bytes(
+    format: str, head: bytes, body: bytes, html: Callable[[str], str] | None = None
+) -> bytes:
+    """A stored message's bytes as sent: a composition (JSON head and body) rendered, or a
+    received message's header prefix and bytes put together (`Message.format`). `html`
+    changes a composition's HTML part (tracking) before it is rendered."""
+    if format == FORMAT_COMPOSITION:
+        composed = _BODY.decode(body)
+        if html is not None and composed.html:
+            composed = msgspec.structs.replace(composed, html=html(composed.html))
+        return render(_HEAD.decode(head), composed)
+    return deliverable(head, body)
 
 
 def _header_address(mailbox: Mailbox, utf8: bool) -> HeaderAddress:

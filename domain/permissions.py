@@ -105,6 +105,17 @@ class Access:
     def reads_domain(self, domain_id: int) -> bool:
         return self.level("domain", domain_id) >= ACCESS_VIEWER
 
+    def readable_domains(self) -> frozenset[int] | None:
+        """The sending domains whose mail and figures this token may read: None for all of
+        the account's (account-wide access)."""
+        if self.reads_account():
+            return None
+        return frozenset(
+            g.resource_id
+            for g in self.grants
+            if g.resource_type == "domain" and g.access_level >= ACCESS_VIEWER
+        )
+
     def administers_domain(self, domain_id: int) -> bool:
         """May change the domain and send from it."""
         return self.level("domain", domain_id) >= ACCESS_ADMIN

@@ -17,11 +17,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.activity import SYSTEM, Actor, changes_between
 from domain.dns_records import publishes_key
 
 # What a domain's owner may change (PATCH), with the defaults of a new domain.
 SETTINGS: dict[str, bool] = {
-    "open_tracking_enabled": False,
+    "open_tracking_enabled": True,  # on by default, as Mailtrap has it (needs a public URL)
     "click_tracking_enabled": False,
     "auto_unsubscribe_link_enabled": False,
     "custom_domain_tracking_enabled": False,
@@ -45,6 +46,7 @@ class SendingDomain(Aggregate):
         name: str,
         verification_token: str,
         dkim_keys: list[dict[str, str]],  # selector, algorithm, public (TXT p=), sealed private
+        actor: Actor | None = None,  # who added it (domain.activity)
     ) -> None:
         self.domain_id = domain_id
         self.account_id = account_id
@@ -73,18 +75,23 @@ class SendingDomain(Aggregate):
         self.dns_verified = False
 
     @event("SettingsChanged")
-    def _change(self, settings: dict[str, bool]) -> None:
+    def _change(
+        self,
+        settings: dict[str, bool],
+        actor: Actor | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
 
     @event("DomainDeleted")
-    def _delete(self) -> None:
+    def _delete(self, actor: Actor | None = None) -> None:
         self.deleted = True
 
     @event("DkimKeysChanged")
-    def _keys(self, dkim_keys: list[dict[str, Any]]) -> None:
+    def _keys(self, dkim_keys: list[dict[str, Any]], actor: Actor | None = None) -> None:
         self.dkim_keys = dkim_keys
 
-    def rotate_dkim(self, key: dict[str, str]) -> str:
+    def rotate_dkim(self, key: dict[str, str], actor: Actor = SYSTEM) -> str:
         """Put `key` on the standby selector, pending until DNS has it; returns the selector.
         A rotation still pending is restarted with the new key."""
         signing = signing_key(self.dkim_keys)
@@ -96,7 +103,7 @@ class SendingDomain(Aggregate):
             else {**key, "selector": selector, "signs": False, "pending": True}
             for current in self.dkim_keys
         ]
-        self._keys(keys)
+        self._keys(keys, actor)
         return selector
 
     def record_check(self, records: list[dict[str, Any]], required: set[str], at: datetime) -> None:
@@ -122,20 +129,20 @@ class SendingDomain(Aggregate):
             for n, k in enumerate(keys, 1)
         ):
             return
-        self._keys([{**k, "signs": bool(k.get("pending")), "pending": False} for k in keys])
+        self._keys([{**k, "signs": bool(k.get("pending")), "pending": False} for k in keys], SYSTEM)
 
-    def change_settings(self, changes: dict[str, bool]) -> None:
+    def change_settings(self, changes: dict[str, bool], actor: Actor = SYSTEM) -> None:
         """Change settings; unknown names are the caller's error (ValueError)."""
         unknown = set(changes) - set(SETTINGS)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         settings = {**self.settings, **changes}
         if settings != self.settings:
-            self._change(settings)
+            self._change(settings, actor, changes_between(self.settings, settings))
 
-    def delete(self) -> None:
+    def delete(self, actor: Actor = SYSTEM) -> None:
         if not self.deleted:
-            self._delete()
+            self._delete(actor)
 
 
 def signing_key(keys: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.activity import SYSTEM, Actor
 from domain.ids import key_id
 
 TYPES = ("hard bounce", "unsubscription", "spam complaint", "manual import")
@@ -43,6 +44,7 @@ class Suppression(Aggregate):
         stream: str,
         type: str,
         message: dict[str, Any],  # what caused it: the message's details (bounces), or {}
+        actor: Actor | None = None,  # who added it (domain.activity)
     ) -> None:
         self.account_id = account_id
         self.email = email
@@ -52,21 +54,21 @@ class Suppression(Aggregate):
         self.active = True
 
     @event("Resuppressed")
-    def _again(self, type: str, message: dict[str, Any]) -> None:
+    def _again(self, type: str, message: dict[str, Any], actor: Actor | None = None) -> None:
         self.type = type
         self.active = True
 
     @event("Reactivated")
-    def _reactivated(self, at: datetime) -> None:
+    def _reactivated(self, at: datetime, actor: Actor | None = None) -> None:
         self.active = False
 
-    def suppress_again(self, type: str, message: dict[str, Any]) -> bool:
+    def suppress_again(self, type: str, message: dict[str, Any], actor: Actor = SYSTEM) -> bool:
         """Suppress a reactivated address again; False when it is still suppressed."""
         if self.active:
             return False
-        self._again(type, message)
+        self._again(type, message, actor)
         return True
 
-    def reactivate(self, at: datetime) -> None:
+    def reactivate(self, at: datetime, actor: Actor = SYSTEM) -> None:
         if self.active:
-            self._reactivated(at)
+            self._reactivated(at, actor)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.accounts import TOKEN_KEY_SPACE, Account, ApiToken, token_digest
+from domain.activity import SYSTEM, Actor, token_actor
 from domain.ids import entity_id, key_id, sequence_id
 from domain.keys import UniqueKey
 from domain.permissions import ACCESS_ADMIN, Access, Grant
@@ -33,6 +34,12 @@ class Principal:
     grants: tuple[Grant, ...]
     expires_at: datetime | None = None
     retiring: bool = False  # reset: working out its grace period, it manages no tokens
+
+    @property
+    def actor(self) -> Actor:
+        """This token, as the audit log names who made a change."""
+        return token_actor(self.token_id, self.token_name)
+
     access: Access = field(init=False, compare=False)  # derived once, asked on every send
 
     def __post_init__(self) -> None:
@@ -63,7 +70,8 @@ class IssuedToken:
     token: str  # the secret: returned once, never stored
 
 
-def _allocate(store: EventStore, kind: str) -> tuple[Sequence, int]:
+def allocate(store: EventStore, kind: str) -> tuple[Sequence, int]:
+    """The next public id of `kind`, and its sequence to save with what it numbers."""
     sequence = store.get(sequence_id(kind)) or Sequence(id=sequence_id(kind), kind=kind)
     return sequence, sequence.allocate()
 
@@ -71,7 +79,7 @@ def _allocate(store: EventStore, kind: str) -> tuple[Sequence, int]:
 def open_account(store: EventStore, name: str) -> int:
     """Open an account; returns its public id."""
     for _ in range(ALLOCATION_ATTEMPTS):
-        sequence, number = _allocate(store, "account")
+        sequence, number = allocate(store, "account")
         account = Account(id=entity_id("account", number), account_id=number, name=name)
         try:
             store.save(sequence, account)
@@ -101,12 +109,13 @@ def mint(
     grants: tuple[Grant, ...],
     created_by: str,
     expires_at: datetime | None = None,
+    actor: Actor = SYSTEM,
 ) -> Minted:
     """Allocate a token id and make the token (`name` may be made from the id) and its digest
     key. Tokens carry 128 random bits; only their digest is stored."""
     secret = secrets.token_hex(16)
     digest = token_digest(secret)
-    sequence, number = _allocate(store, "api_token")
+    sequence, number = allocate(store, "api_token")
     token = ApiToken(
         id=entity_id("api_token", number),
         token_id=number,
@@ -117,6 +126,7 @@ def mint(
         resources=[grant.as_dict() for grant in grants],
         created_by=created_by,
         expires_at=expires_at,
+        actor=actor,
     )
     key = UniqueKey(
         id=key_id(TOKEN_KEY_SPACE, digest), kind=TOKEN_KEY_SPACE, key=digest, owner=token.id
@@ -124,13 +134,15 @@ def mint(
     return Minted(token, secret, (sequence, token, key))
 
 
-def issue_token(store: EventStore, account_id: int, name: str, created_by: str) -> IssuedToken:
+def issue_token(
+    store: EventStore, account_id: int, name: str, created_by: str, actor: Actor = SYSTEM
+) -> IssuedToken:
     """Issue an API token with admin access to the account, for operators (the CLI and first-run
     set-up): it never expires. The secret is returned only here."""
     if not account_exists(store, account_id):
         raise UnknownAccount(f"account {account_id} does not exist")
     for _ in range(ALLOCATION_ATTEMPTS):
-        minted = mint(store, account_id, name, account_admin(account_id), created_by)
+        minted = mint(store, account_id, name, account_admin(account_id), created_by, None, actor)
         try:
             store.save(*minted.objects)
         except Conflict:

@@ -19,6 +19,7 @@ from adapters.dns import LookupFailed, RecordLookup
 from adapters.secrets import SecretBox
 from adapters.sql import SqlDatabase
 from domain.accounts import ApiToken, DomainTokens
+from domain.activity import SYSTEM, Actor
 from domain.addresses import ascii_domain
 from domain.dns_records import (
     SELECTORS,
@@ -104,6 +105,7 @@ def add_domain(
     account_id: int,
     name: str,
     created_by: str = "postline",
+    actor: Actor = SYSTEM,
 ) -> int:
     """Add `name` to the account, with its own API token (`<name> token <id>`, admin of this
     domain only, never expiring: reset it to learn its secret); returns the domain's id."""
@@ -122,6 +124,7 @@ def add_domain(
             name=domain_name,
             verification_token=token,
             dkim_keys=keys,
+            actor=actor,
         )
         claim = store.get(key_id(DOMAIN_KEY_SPACE, domain_name))
         if claim is None:
@@ -141,6 +144,8 @@ def add_domain(
             lambda token_id: f"{domain_name} token {token_id}",
             (Grant("domain", number, ACCESS_ADMIN),),
             created_by,
+            None,
+            actor,
         )
         tokens = DomainTokens(id=entity_id("domain_tokens", number), domain_id=number)
         tokens.join(own.token.token_id, None)
@@ -170,29 +175,40 @@ def get_domain(store: EventStore, account_id: int, domain_id: int) -> SendingDom
 
 
 def change_settings(
-    store: EventStore, account_id: int, domain_id: int, changes: dict[str, bool]
+    store: EventStore,
+    account_id: int,
+    domain_id: int,
+    changes: dict[str, bool],
+    actor: Actor = SYSTEM,
 ) -> None:
     domain = get_domain(store, account_id, domain_id)
-    domain.change_settings(changes)
+    domain.change_settings(changes, actor)
     store.save(domain)
 
 
 def rotate_dkim(
-    store: EventStore, box: SecretBox, config: DomainConfig, account_id: int, domain_id: int
+    store: EventStore,
+    box: SecretBox,
+    config: DomainConfig,
+    account_id: int,
+    domain_id: int,
+    actor: Actor = SYSTEM,
 ) -> str:
     """Start a DKIM key rotation: a new key on the standby selector, signing once DNS has it
     (the old key signs until then); returns that selector."""
     domain = get_domain(store, account_id, domain_id)
-    selector = domain.rotate_dkim(_new_key(box, "", config.dkim_algorithm))
+    selector = domain.rotate_dkim(_new_key(box, "", config.dkim_algorithm), actor)
     store.save(domain)
     return selector
 
 
-def delete_domain(store: EventStore, account_id: int, domain_id: int, by: str) -> list[int]:
+def delete_domain(
+    store: EventStore, account_id: int, domain_id: int, by: str, actor: Actor = SYSTEM
+) -> list[int]:
     """Delete the domain (its history stays), free its name and delete the tokens that grant
     nothing else; returns their ids."""
     domain = get_domain(store, account_id, domain_id)
-    domain.delete()
+    domain.delete(actor)
     changed: list[Any] = [domain]
     claim = store.get(key_id(DOMAIN_KEY_SPACE, domain.name))
     if claim is not None and claim.owner == domain.id:
@@ -205,7 +221,7 @@ def delete_domain(store: EventStore, account_id: int, domain_id: int, by: str) -
         if not isinstance(token, ApiToken) or token.revoked:
             continue
         if all(g.resource_type == "domain" and g.resource_id == domain_id for g in token.grants):
-            token.revoke(by=by)
+            token.revoke(by=by, actor=actor)
             changed.append(token)
             revoked.append(token_id)
     store.save(*changed)
@@ -363,6 +379,17 @@ def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
         except ValueError as error:  # SecretError, InvalidKeys: this domain goes unsigned
             log.warning("DKIM key of %s cannot be used: %s", row["name"], error)
     return keys
+
+
+def tracked_domains(db: SqlDatabase) -> dict[str, tuple[bool, bool]]:
+    """Verified domains with open or click tracking on: name -> (opens, clicks)."""
+    tracked = {}
+    for row in verified_domains(db):
+        opens = row["settings"].get("open_tracking_enabled", False)
+        clicks = row["settings"].get("click_tracking_enabled", False)
+        if opens or clicks:
+            tracked[row["name"]] = (opens, clicks)
+    return tracked
 
 
 def domain_named(store: EventStore, account_id: int, name: str) -> SendingDomain:

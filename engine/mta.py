@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-import msgspec
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from limits import RateLimitItem
 from limits import parse as parse_limit
@@ -35,29 +35,23 @@ from domain.bounces import BounceRules, parse_reply
 from domain.feedback_reports import MESSAGE_ID_HEADER
 from domain.message import (
     DOMAIN_NOT_VERIFIED,
-    FORMAT_COMPOSITION,
     SUSPENSION_CHECKS,
     SUSPENSION_INTERVAL_SECONDS,
     Message,
     follow_up,
 )
-from domain.mime import render
+from domain.mime import message_bytes
 from domain.retry import RetrySchedule
-from domain.rfc5322 import deliverable
 from domain.shaping import Shaping, SitePolicy
-from domain.submission import Body, Head
 from engine import policy
 from engine.blobs import BlobReader
-from engine.domains import signing_keys
+from engine.domains import signing_keys, tracked_domains
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
 from engine.sender_policy import SenderNotAllowed
 from projections.delivery_queue import QueuedMessage, Retry, claim, release, renew, settle
 
 log = logging.getLogger("postline.mta")
-
-_HEAD = msgspec.json.Decoder(Head)
-_BODY = msgspec.json.Decoder(Body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +131,7 @@ class Mta:
         self._retries: list[Retry] = []
         self._blobs = BlobReader(self._read_blobs)
         self._providers: dict[str, str] = {}
+        self._tracked: dict[str, tuple[bool, bool]] = {}  # domain -> (opens, clicks)
         self.delivered = 0  # outcomes recorded by this worker
         self.soft_bounced = 0
         self.bounced = 0
@@ -169,9 +164,10 @@ class Mta:
             misfire_grace_time=None,
         )
         scheduler.start()
-        await self.refresh_keys()
+        # Listen before the first load: a domain verified meanwhile is not missed.
         self.runtime.on_queued(self.wake)
         self.runtime.on_domains_changed(self._keys_changed)
+        await self.refresh_keys()
         # Claim again only once there is room for a good part of a batch: claiming one
         # message per delivery would cost a transaction each.
         low_water = self.settings.max_in_flight - max(1, self.settings.batch_size // 4)
@@ -218,10 +214,12 @@ class Mta:
         """Sign with the DKIM keys of the sending domains verified now."""
         try:
             keys = await self.runtime.run(signing_keys, self.runtime.store.db, self.runtime.secrets)
+            tracked = await self.runtime.run(tracked_domains, self.runtime.store.db)
         except Exception as error:  # keep signing with the keys we have
             log.warning("DKIM keys of sending domains not loaded: %s", error)
             return
         self.signer = self._configured_signer.with_keys(keys)
+        self._tracked = tracked
 
     def _keys_changed(self) -> None:
         # after the read model has the check: the keys are read from it
@@ -472,17 +470,23 @@ class Mta:
     async def _message_bytes(self, message: QueuedMessage) -> bytes:
         head = await self._blobs.get(message.head)
         body = await self._blobs.get(message.body)
-        if message.format == FORMAT_COMPOSITION:
-            data = render(_HEAD.decode(head), _BODY.decode(body))
-        else:
-            data = deliverable(head, body)
+        domain = domain_of(message.sender)
+        data = message_bytes(message.format, head, body, self._tracking(message, domain))
         if message.stream == "bulk":
             data = self._bulk_headers(message, data) + data
-        domain = domain_of(message.sender)
         if self.signer and self.signer.keys_for(domain):
             # RSA signing is pure Python in dkimpy (milliseconds): off the event loop.
             data = await self.runtime.run(self.signer.sign, data, domain)
         return data
+
+    def _tracking(self, message: QueuedMessage, domain: str) -> Callable[[str], str] | None:
+        """How the message's HTML is tracked: as its verified domain's settings say, with a
+        public URL for the pixel and the redirect to live under (none otherwise)."""
+        links = self.runtime.tracking_links
+        tracked = self._tracked.get(domain.lower())
+        if links is None or tracked is None:
+            return None
+        return partial(links.rewrite, message.message_id, *tracked)
 
     def _bulk_headers(self, message: QueuedMessage, data: bytes) -> bytes:
         """What bulk mail carries for each recipient: the message's id (feedback-loop reports

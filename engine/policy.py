@@ -14,6 +14,7 @@ from domain.shaping import Shaping
 BOUNCE_RULES_ENV = "POSTLINE_BOUNCE_RULES"
 SHAPING_ENV = "POSTLINE_SHAPING"
 RETRY_ENV = "POSTLINE_RETRY"
+WEBHOOK_RETRY_ENV = "POSTLINE_WEBHOOK_RETRY"
 
 
 def shipped(name: str) -> dict[str, Any]:
@@ -54,6 +55,17 @@ def retry_schedule(override: str | Path | None = None) -> RetrySchedule:
         return RetrySchedule.from_data(values)
     except ValueError as error:
         raise InvalidRules(f"{path or 'retry.toml'}: {error}") from None
+
+
+def webhook_retry_schedule(override: str | Path | None = None) -> RetrySchedule:
+    """When failed webhook batches are sent again: the operator's file
+    (`POSTLINE_WEBHOOK_RETRY`) over ours."""
+    path = override or os.environ.get(WEBHOOK_RETRY_ENV)
+    values = {**shipped("webhook_retry"), **(operator_file(path) if path else {})}
+    try:
+        return RetrySchedule.from_data(values)
+    except ValueError as error:
+        raise InvalidRules(f"{path or 'webhook_retry.toml'}: {error}") from None
 
 
 def dkim_signer(path: str | Path | None = None) -> Signer:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,15 +25,21 @@ from engine.domain_checks import DomainChecker
 from engine.domains import DomainConfig
 from engine.errors import StoreUnavailable
 from engine.opt_outs import UnsubscribeLinks
+from engine.raw_messages import RawMessageLinks
 from engine.sender_policy import SenderDomains
 from engine.store import EventStore
 from engine.suppressions import AutoSuppress
+from engine.tracking import TrackingLinks
+from engine.webhook_sender import WebhookSender
 from projections.api_tokens import ApiTokens
+from projections.audit_log import AuditLog
 from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
 from projections.runner import Projector
 from projections.sending_domains import SendingDomains
+from projections.stats import Stats
 from projections.suppressions import Suppressions
+from projections.webhook_outbox import WebhookOutbox
 
 log = logging.getLogger("postline.runtime")
 
@@ -76,6 +83,8 @@ class Runtime:
                 self.domains = Projector(self.store.app, self.store.db, SendingDomains())
                 self.suppressions = Projector(self.store.app, self.store.db, Suppressions())
                 self.tokens = Projector(self.store.app, self.store.db, ApiTokens())
+                self.stats = Projector(self.store.app, self.store.db, Stats())
+                self.audit = Projector(self.store.app, self.store.db, AuditLog())
                 # Read models: dropped and rebuilt by `postline replay`.
                 self.projectors = [
                     self.email_logs,
@@ -83,11 +92,15 @@ class Runtime:
                     self.domains,
                     self.suppressions,
                     self.tokens,
+                    self.stats,
+                    self.audit,
                 ]
                 # Processes follow the log too, but write events: never replayed.
                 self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
                 self.suppressor = Projector(self.store.app, self.store.db, AutoSuppress(self.store))
-                self.processes = [self.dispatcher, self.suppressor]
+                # (what it queued for webhooks is sent and gone: never replayed either)
+                self.webhook_outbox = Projector(self.store.app, self.store.db, WebhookOutbox())
+                self.processes = [self.dispatcher, self.suppressor, self.webhook_outbox]
                 for projector in [*self.projectors, *self.processes]:
                     projector.create_schema()
         except PersistenceError as error:
@@ -106,6 +119,7 @@ class Runtime:
         self._links: UnsubscribeLinks | None = None
         self.public_url = public_url if public_url is not None else settings.public_url()
         self.domain_checker = DomainChecker(self)
+        self.webhook_sender = WebhookSender(self)
         self._executor = ThreadPoolExecutor(io_threads, thread_name_prefix="postline-io")
         self._wakes: list[asyncio.Event] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,6 +143,8 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._follow(projector, wake)))
         if self.runs_projections and self.domain_check_interval:
             self.domain_checker.start(self.domain_check_interval)
+        if self.runs_projections:
+            self.webhook_sender.start()
 
     @property
     def secrets(self) -> SecretBox:
@@ -144,8 +160,19 @@ class Runtime:
             self._links = UnsubscribeLinks(self.secrets, self.public_url)
         return self._links
 
+    @cached_property
+    def tracking_links(self) -> TrackingLinks | None:
+        """Signed pixel and click URLs under `POSTLINE_PUBLIC_URL` (no tracking without it)."""
+        return TrackingLinks(self.secrets, self.public_url) if self.public_url else None
+
+    @cached_property
+    def raw_links(self) -> RawMessageLinks:
+        """Signed, expiring links to raw messages (the email-log detail's `raw_message_url`)."""
+        return RawMessageLinks(self.secrets)
+
     async def stop_background(self) -> None:
         self.domain_checker.stop()
+        await self.webhook_sender.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

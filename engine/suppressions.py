@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from adapters.sql import SqlDatabase
+from domain.activity import SYSTEM, Actor
 from domain.addresses import comparable_domain, domain_of
 from domain.message import Message
 from domain.suppressions import SUPPRESSING_CATEGORIES, Suppression, suppression_id
@@ -31,6 +32,7 @@ def suppress(
     stream: str,
     kind: str,
     message: dict[str, Any] | None = None,
+    actor: Actor = SYSTEM,
 ) -> UUID:
     """Suppress `email` in this scope (idempotent); returns the suppression's id."""
     aggregate_id = suppression_id(account_id, email, domain, stream)
@@ -45,8 +47,9 @@ def suppress(
                 stream=stream,
                 type=kind,
                 message=message or {},
+                actor=actor,
             )
-        elif existing.suppress_again(kind, message or {}):
+        elif existing.suppress_again(kind, message or {}, actor):
             record = existing
         else:
             return aggregate_id  # already suppressed
@@ -59,12 +62,12 @@ def suppress(
     return aggregate_id
 
 
-def reactivate(store: EventStore, account_id: int, id: UUID) -> bool:
+def reactivate(store: EventStore, account_id: int, id: UUID, actor: Actor = SYSTEM) -> bool:
     """End the account's suppression `id`; False when there is no such active suppression."""
     record = store.get(id)
     if not isinstance(record, Suppression) or record.account_id != account_id or not record.active:
         return False
-    record.reactivate(datetime.now(UTC))
+    record.reactivate(datetime.now(UTC), actor)
     store.save(record)
     return True
 

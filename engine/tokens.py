@@ -65,7 +65,9 @@ def create_token(
         raise Forbidden("a token may only grant what the caller's token administers")
     expiry = _expiry(expires_at, now, caller)
     for _ in range(ALLOCATION_ATTEMPTS):
-        minted = mint(store, caller.account_id, name.strip(), grants, caller.token_name, expiry)
+        minted = mint(
+            store, caller.account_id, name.strip(), grants, caller.token_name, expiry, caller.actor
+        )
         joined = _domain_tokens(store, grants)
         for tokens in joined:
             tokens.join(minted.token.token_id, expiry)
@@ -97,8 +99,9 @@ def reset_token(
             token.grants,
             caller.token_name,
             expiry,
+            caller.actor,
         )
-        token.reset(minted.token.token_id, now)
+        token.reset(minted.token.token_id, now, caller.actor)
         replaced = _domain_tokens(store, token.grants)
         for tokens in replaced:
             tokens.replace(token_id, minted.token.token_id, expiry)
@@ -117,7 +120,7 @@ def delete_token(store: EventStore, caller: Principal, token_id: int, now: datet
         left = _domain_tokens(store, token.grants)
         for tokens in left:
             tokens.leave(token_id, now)
-        token.revoke(by=caller.token_name)
+        token.revoke(by=caller.token_name, actor=caller.actor)
         try:
             store.save(token, *left)
             return

@@ -40,7 +40,8 @@ class ApiTokens:
             " created_at {ts} NOT NULL)"
         )
         yield (
-            "CREATE INDEX IF NOT EXISTS api_tokens_account ON {api_tokens} (account_id, token_id)"
+            "CREATE INDEX IF NOT EXISTS {index:api_tokens_account}"
+            " ON {api_tokens} (account_id, token_id)"
         )
 
     def apply(self, db: SqlDatabase, cursor: Any, events: list[tuple[int, Any]]) -> None:

@@ -33,11 +33,17 @@ POSITIONS_DDL = (
 
 
 class Projection(Protocol):
-    """A read model: its tables and how events change them."""
+    """A read model: its tables and how events change them.
+
+    A rebuild (projections.replay) runs `schema()` and `apply()` against fresh tables: both
+    name tables only by their `{table}` markers, and indexes by `{index:name}` markers (one
+    statement per index). A read model holding state that is not in the log may define
+    `carry_over(live, fresh, cursor)`, called in the swap to copy it into the fresh tables.
+    """
 
     name: str
     topics: frozenset[str]  # event topics it reads
-    tables: tuple[str, ...]  # its tables, emptied by a rebuild
+    tables: tuple[str, ...]  # its tables, replaced by a rebuild
 
     def schema(self) -> Iterable[str]:
         """DDL statements (written for `SqlDatabase.prepare`), idempotent."""
@@ -95,22 +101,36 @@ class Projector:
             if stored < start:  # the log stopped growing: write down what was skipped
                 self._write(stored, start, [])
             return 0
+        topics = self._topics_now()
         notifications: list[Notification] = list(
             self.app.recorder.select_notifications(
                 start=start,
                 limit=self.batch_size,
                 stop=head,
-                topics=self._topics,
+                topics=topics,
                 inclusive_of_start=False,
             )
         )
         end = notifications[-1].id if len(notifications) >= self.batch_size else head
+        if topics is not self._topics:  # narrowed: stop after an event that may widen them
+            widening = self.projection.widening_topics  # type: ignore[attr-defined]
+            for index, notification in enumerate(notifications):
+                if notification.topic in widening:
+                    notifications, end = notifications[: index + 1], notification.id
+                    break
         if not notifications and time.monotonic() - self._written_at < self.idle_write:
             self._seen = end
             return end - start
         to_domain_event = self.app.mapper.to_domain_event
         events = [(n.id, to_domain_event(n)) for n in notifications]
         return end - start if self._write(stored, end, events) else 0
+
+    def _topics_now(self) -> list[str]:
+        """The topics to read now: a read model may follow fewer while what it holds says
+        the rest would change nothing (`narrowed_topics(db)`, None for all of them)."""
+        narrowed = getattr(self.projection, "narrowed_topics", None)
+        topics = None if narrowed is None else narrowed(self.db)
+        return self._topics if topics is None else sorted(topics)
 
     def _write(self, stored: int, end: int, events: list[tuple[int, Any]]) -> bool:
         """Apply `events` and move the position from `stored` to `end`, unless another process
@@ -143,13 +163,11 @@ class Projector:
                 return total
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the read model's rows and project the whole log again."""
-        with self.db.transaction() as cursor:
-            for table in self.projection.tables:
-                cursor.execute(self.db.prepare(f"DELETE FROM {{{table}}}"))  # noqa: S608
-            cursor.execute(self._update_position, (0, self.projection.name))
-        self._seen = 0
-        return self.catch_up(progress)
+        """Project the whole log into fresh tables and swap them in (projections.replay);
+        returns the events applied."""
+        from projections.replay import rebuild  # (it builds on this module)
+
+        return rebuild([self], progress)[self.projection.name]
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the read model has reached `position` (True) or `timeout` passes."""

@@ -54,7 +54,7 @@ class SendingDomains:
             " created_at {ts} NOT NULL)"
         )
         yield (
-            "CREATE INDEX IF NOT EXISTS sending_domains_account "
+            "CREATE INDEX IF NOT EXISTS {index:sending_domains_account} "
             "ON {sending_domains} (account_id, domain_id)"
         )
 

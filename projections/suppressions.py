@@ -41,9 +41,9 @@ class Suppressions:
             " position {bigint} NOT NULL,"
             " active INTEGER NOT NULL)"
         )
-        yield "CREATE INDEX IF NOT EXISTS suppressions_email ON {suppressions} (email_key)"
+        yield "CREATE INDEX IF NOT EXISTS {index:suppressions_email} ON {suppressions} (email_key)"
         yield (
-            "CREATE INDEX IF NOT EXISTS suppressions_account"
+            "CREATE INDEX IF NOT EXISTS {index:suppressions_account}"
             " ON {suppressions} (account_id, position)"
         )
 

@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 def stored_time(value: datetime) -> str:
     """Fixed-width ISO 8601 in UTC, so that text comparison orders it (SQLite)."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not UTC:  # (events' times are UTC already: no copy for those)
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def api_time(value: datetime | str) -> str:

@@ -70,9 +70,11 @@ def test_serve_prints_a_curl_that_works_and_tokens_can_be_issued(
         "sending_domains",
         "suppressions",
         "api_tokens",
+        "stats",
+        "audit_log",
     }
     assert 1 <= replay["projections"]["email_logs"] <= replay["log_position"]
-    assert replay["projections"]["delivery_queue"] == replay["projections"]["email_logs"]
+    assert replay["projections"]["delivery_queue"] >= 2  # the message's Accepted and Queued
 
 
 def test_clear_errors_for_bad_input(tmp_path: Path) -> None:

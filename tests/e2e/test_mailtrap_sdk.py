@@ -3,20 +3,29 @@
 import gc
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mailtrap as mt
 import mailtrap.client
 import pytest
+import requests
 import trustme
 from mailtrap.exceptions import APIError
 from mailtrap.models.api_tokens import ApiTokenResource, CreateApiTokenParams
+from mailtrap.models.email_logs import (
+    EmailLogsListFilters,
+    filter_ci_not_equal,
+    filter_string_equal,
+)
 from mailtrap.models.sending_domains import (
     CreateSendingDomainParams,
     SendSetupInstructionsParams,
     UpdateSendingDomainParams,
 )
+from mailtrap.models.stats import SendingStats, StatsFilterParams
 from mailtrap.models.suppressions import CreateSuppressionParams
+from mailtrap.models.webhooks import CreateWebhookParams, UpdateWebhookParams
 
 from tests.support.process import Serve, postline
 
@@ -114,6 +123,21 @@ def test_send_batch_send_and_read_back_through_the_sdk(
         "News",
         "newsletter",
     )
+    assert batched.raw_message_url is not None
+    raw = requests.get(batched.raw_message_url, timeout=10)  # the link is the permission
+    assert raw.status_code == 200
+    assert b"Subject: News" in raw.content
+
+    listed = logs.get_list(
+        filters=EmailLogsListFilters(
+            category=filter_string_equal("newsletter"), to=filter_ci_not_equal("R0@example.com")
+        )
+    )
+    assert sorted(m.to for m in listed.messages) == ["r1@example.com", "r2@example.com"]
+    assert (listed.total_count, listed.next_page_cursor) == (2, None)
+    everything = logs.get_list(search_after=listed.messages[0].message_id)
+    assert everything.total_count == 6
+    assert listed.messages[1].message_id in [m.message_id for m in everything.messages]
 
 
 def test_sdk_sees_the_api_errors(https_server: tuple[Serve, str, str]) -> None:
@@ -162,8 +186,11 @@ def test_sending_domains_through_the_sdk(https_server: tuple[Serve, str, str]) -
         api.send_setup_instructions(created.id, SendSetupInstructionsParams(email="it"))
     assert bad_address.value.status == 422
 
-    updated = api.update(created.id, UpdateSendingDomainParams(open_tracking_enabled=True))
-    assert (updated.open_tracking_enabled, updated.click_tracking_enabled) == (True, False)
+    updated = api.update(
+        created.id,
+        UpdateSendingDomainParams(open_tracking_enabled=False, click_tracking_enabled=True),
+    )
+    assert (updated.open_tracking_enabled, updated.click_tracking_enabled) == (False, True)
 
     with pytest.raises(APIError) as refused:
         api.create(CreateSendingDomainParams(domain_name="example.org"))
@@ -236,3 +263,80 @@ def test_api_tokens_through_the_sdk(https_server: tuple[Serve, str, str]) -> Non
     with pytest.raises(APIError) as last:
         api.delete(owner, own.id)
     assert last.value.status == 422
+
+
+def test_stats_through_the_sdk(https_server: tuple[Serve, str, str]) -> None:
+    server, token, account_id = https_server
+    host = server.url.removeprefix("https://")
+    client = mt.MailtrapClient(token=token, api_host=host, account_id=account_id)
+    domain = client.sending_domains_api.sending_domains.create(
+        CreateSendingDomainParams(domain_name="example.org")
+    )
+    client.send(
+        mt.Mail(
+            sender=mt.Address(email="hello@example.org"),
+            to=[mt.Address(email="a@example.net"), mt.Address(email="b@example.net")],
+            subject="Stats",
+            text="Counted",
+            category="sdk-stats",
+        )
+    )
+    today = datetime.now(UTC).date()
+    days = [(today + timedelta(days=n)).isoformat() for n in (-1, 0, 1)]
+    params = StatsFilterParams(start_date=days[0], end_date=days[-1])
+    stats = client.stats_api
+    owner = int(account_id)
+
+    total = stats.get(owner, params)  # sent, not delivered: no DNS in this test
+    assert isinstance(total, SendingStats)
+    assert (total.delivery_count, total.delivery_rate, total.open_count) == (0, 0.0, 0)
+    (by_domain,) = stats.by_domain(owner, params)
+    assert (by_domain.name, by_domain.value) == ("sending_domain_id", domain.id)
+    (by_category,) = stats.by_category(owner, params)
+    assert (by_category.name, by_category.value) == ("category", "sdk-stats")
+    assert stats.by_email_service_provider(owner, params) == []  # no provider has answered
+    (by_date,) = stats.by_date(owner, params)
+    assert by_date.name == "date"
+    assert by_date.value in days
+    filtered = StatsFilterParams(
+        start_date=days[0], end_date=days[-1], sending_domain_ids=[domain.id], categories=["x"]
+    )
+    assert stats.by_category(owner, filtered) == []
+    with pytest.raises(APIError) as no_end:
+        stats.get(owner, StatsFilterParams(start_date=days[0]))
+    assert no_end.value.status == 422
+
+
+def test_webhooks_through_the_sdk(https_server: tuple[Serve, str, str]) -> None:
+    _, token, account_id = https_server
+    client = mt.MailtrapClient(token=token, account_id=account_id)
+    api = client.webhooks_api.webhooks
+    created = api.create(
+        CreateWebhookParams(
+            url="https://hooks.example.com/mailtrap",
+            webhook_type="email_sending",
+            sending_stream="transactional",
+            event_types=["delivery", "bounce"],
+        )
+    )
+    assert len(created.signing_secret) == 32
+    assert (created.active, created.payload_format, created.domain_id) == (True, "json", None)
+    audit = api.create(
+        CreateWebhookParams(
+            url="https://hooks.example.com/audit",
+            webhook_type="audit_log",
+            payload_format="jsonlines",
+        )
+    )
+    assert [w.id for w in api.get_list()] == [created.id, audit.id]
+    paused = api.update(created.id, UpdateWebhookParams(active=False, event_types=["open"]))
+    assert (paused.active, paused.event_types) == (False, ["open"])
+    assert api.get_by_id(created.id).event_types == ["open"]
+    with pytest.raises(APIError) as wrong:
+        api.update(audit.id, UpdateWebhookParams(payload_format="xml"))
+    assert wrong.value.status == 422
+    assert api.delete(created.id).id == created.id
+    with pytest.raises(APIError) as gone:
+        api.get_by_id(created.id)
+    assert gone.value.status == 404
+    assert [w.id for w in api.get_list()] == [audit.id]

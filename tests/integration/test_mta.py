@@ -2,6 +2,7 @@
 
 import asyncio
 import email
+import email.policy
 import json
 import ssl
 import uuid
@@ -24,7 +25,7 @@ from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal, account_admin
 from engine.dkim_keys import create_key
-from engine.domains import add_domain, expected, get_domain
+from engine.domains import add_domain, change_settings, expected, get_domain
 from engine.mta import Mta, MtaSettings
 from engine.opt_outs import UnknownMessage, complain
 from engine.policy import shipped
@@ -565,3 +566,87 @@ def test_reports_replay_the_log(
     table = postline("report", "bounces", "--data-dir", str(tmp_path), env=env).stdout
     assert "badrecipient" in table
     assert "example.com" in table
+
+
+def test_opens_and_clicks_are_tracked_where_the_domain_asks(
+    runtime: Runtime, dns_server: LocalDns, sink: MxSink, account: tuple[int, str]
+) -> None:
+    account_id, _ = account
+    runtime.public_url = "https://mail.example.net"
+    domain_id, _ = published_domain(runtime, dns_server, account_id)
+    tracking = {"open_tracking_enabled": True, "click_tracking_enabled": True}
+    change_settings(runtime.store, account_id, domain_id, tracking)
+    mta = Mta(
+        runtime,
+        MtaSettings(helo="postline.test", mx_port=sink.port, tick=0.05, tls=False),
+        resolver=MxResolver(dns_server.nameservers, timeout=2),
+        signer=Signer(),
+    )
+    draft = msgspec.convert(
+        {
+            "from": {"email": "shop@example.com"},
+            "to": [{"email": "ok@sink.test"}],
+            "subject": "Tracked",
+            "text": "See https://shop.example/order?id=1",
+            "html": '<p>Hi</p><a href="https://shop.example/order?id=1&amp;x=2">Order</a>'
+            '<a data-mt-no-track href="https://keep.example/">keep</a></body>',
+        },
+        Draft,
+    )
+
+    async def run() -> str:
+        await runtime.start_background()
+        worker = asyncio.create_task(mta.run())
+        try:
+            await runtime.domain_checker.check(account_id, domain_id)
+            for _ in range(100):  # the MTA reloads the verified domains' keys and settings
+                if mta.signer.keys_for("example.com"):
+                    break
+                await asyncio.sleep(0.05)
+            (sent,) = await runtime.acceptor.send(ORIGIN, draft)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if mta.delivered:
+                    break
+            return sent
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await runtime.stop_background()
+
+    message_id = asyncio.run(run())
+    (received,) = sink.received
+    assert dkim.verify(received.data, dnsfunc=txt_from(dns_server))  # signed after the change
+    parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+    html = parsed.get_body(("html",)).get_content()
+    text = parsed.get_body(("plain",)).get_content()
+    assert "https://shop.example/order?id=1" in text  # the text part is left as it is
+    assert '<a data-mt-no-track href="https://keep.example/">keep</a>' in html
+    click = html.split('<a href="')[1].split('"')[0]
+    pixel = html.split('<img src="')[1].split('"')[0]
+    assert click.startswith("https://mail.example.net/t/c/")
+    assert pixel.startswith("https://mail.example.net/t/o/")
+    assert html.index(pixel) < html.index("</body>")
+
+    live = LiveServer(runtime)
+    try:
+        for _ in range(2):
+            seen = live.client.get(pixel.removeprefix(runtime.public_url))
+            assert seen.status_code == 200
+            assert seen.headers["content-type"] == "image/gif"
+        followed = live.client.get(click.removeprefix(runtime.public_url))
+        assert followed.status_code == 302
+        assert followed.headers["location"] == "https://shop.example/order?id=1&x=2"
+        forged = click.removeprefix(runtime.public_url)[:-4] + "abcd"
+        assert live.client.get(forged).status_code == 404
+    finally:
+        live.stop()
+    runtime.email_logs.catch_up()
+    log = get_message(runtime.store.db, account_id, message_id)
+    assert log is not None
+    assert [e["event_type"] for e in log["events"]][-3:] == ["open", "open", "click"]
+    assert (log["opens_count"], log["clicks_count"]) == (2, 1)
+    assert log["events"][-1]["details"] == {
+        "click_url": "https://shop.example/order?id=1&x=2",
+        "web_ip_address": "127.0.0.1",
+    }

@@ -212,14 +212,14 @@ def test_another_account_sees_none_of_it(
         ("DELETE", f"/api/accounts/{other}/sending_domains/{2**70}"),
         ("DELETE", f"/api/accounts/{other}/sending_domains/{domain_id}"),
     ]:
-        body = {"sending_domain": {"open_tracking_enabled": True}} if method == "PATCH" else None
+        body = {"sending_domain": {"open_tracking_enabled": False}} if method == "PATCH" else None
         answer = live.client.request(method, path, json=body, headers=theirs)
         assert (answer.status_code, answer.json()) == (404, {"error": "Not Found"}), (method, path)
     listed = live.client.get(f"/api/accounts/{other}/sending_domains", headers=theirs)
     assert listed.json() == {"data": []}
     # and nothing changed
     still = live.client.get(one, headers=mine).json()
-    assert (still["open_tracking_enabled"], still["domain_name"]) == (False, DOMAIN)
+    assert (still["open_tracking_enabled"], still["domain_name"]) == (True, DOMAIN)
 
 
 def test_bad_requests_are_refused_with_the_reason(

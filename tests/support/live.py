@@ -15,12 +15,22 @@ from engine.runtime import Runtime
 class LiveServer:
     """Start with `LiveServer(runtime)`, stop with `.stop()`; `.url` is the base URL."""
 
-    def __init__(self, runtime: Runtime, suppression_rate: str = "1000/minute") -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        suppression_rate: str = "1000/minute",
+        stats_rate: str = "1000/minute",
+    ) -> None:
         self.runtime = runtime
         sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(
-            create_app(runtime, enable_noop=True, suppression_rate=suppression_rate),
+            create_app(
+                runtime,
+                enable_noop=True,
+                suppression_rate=suppression_rate,
+                stats_rate=stats_rate,
+            ),
             lifespan="on",
             log_config=None,
             access_log=False,

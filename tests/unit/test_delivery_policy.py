@@ -98,7 +98,7 @@ def test_google_hosted_domains_are_one_site_with_googles_limits() -> None:
         ("hotmail-com.olc.protection.outlook.com", "Outlook"),
         ("mta6.am0.yahoodns.net", "Yahoo"),
         ("mx01.mail.icloud.com", "iCloud"),
-        ("mail.protonmail.ch", "Proton Mail"),
+        ("mail.protonmail.ch", "ProtonMail"),
         ("mx.example.com", "Other"),
     ],
 )

@@ -62,12 +62,12 @@ def test_a_failed_lookup_neither_verifies_nor_unverifies() -> None:
 
 def test_settings_change_only_known_names_and_only_when_different() -> None:
     d = domain()
-    d.change_settings({"open_tracking_enabled": False})  # already so: no event
-    d.change_settings({"open_tracking_enabled": True})
+    d.change_settings({"open_tracking_enabled": True})  # already so: no event
+    d.change_settings({"open_tracking_enabled": False})
     with pytest.raises(ValueError, match="unknown setting"):
         d.change_settings({"colour": True})
     assert kinds(d) == ["DomainAdded", "SettingsChanged"]
-    assert d.settings["open_tracking_enabled"] is True
+    assert d.settings["open_tracking_enabled"] is False
 
 
 def test_a_rotated_key_signs_once_its_record_passes() -> None:
