@@ -35,13 +35,14 @@ lint: $(VENV)/.installed-test
 
 ## bench: throughput and latency beside each scenario's peer; results in bench/results/
 ## (needs wrk, and Postfix's smtp-source and postfix for smtp-ingest: installed here as root)
+## BENCH_ARGS passes options, e.g. BENCH_ARGS='--scenarios replay --replay-events 100000'
 bench: $(VENV)/.installed-test
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  apt-get install -y -q wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	@[ -x /usr/sbin/smtp-source ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null; } || \
 	  { echo "make bench needs Postfix for smtp-ingest (apt-get install postfix)"; exit 1; }
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

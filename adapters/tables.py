@@ -46,10 +46,6 @@ def rename_index(db: SqlDatabase, cursor: Any, name: str, to: str) -> None:
     cursor.execute(f'ALTER INDEX {_qualified(db, name)} RENAME TO "{to}"')
 
 
-def drop_index(db: SqlDatabase, cursor: Any, name: str) -> None:
-    cursor.execute(f"DROP INDEX IF EXISTS {_qualified(db, name)}")
-
-
 def lock_tables(db: SqlDatabase, cursor: Any, names: Sequence[str]) -> None:
     """Take the tables for this transaction alone: no reads, no writes (PostgreSQL; an SQLite
     writer holds the whole file already, and readers keep their snapshot)."""

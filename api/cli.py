@@ -600,12 +600,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
         chosen = [known[name] for name in dict.fromkeys(args.read_model or known)]
-        names = ", ".join(p.projection.name for p in chosen)
+        names = chosen[0].projection.name if len(chosen) == 1 else f"{len(chosen)} read models"
         began = time.monotonic()
         head = runtime.store.head()
         results = rebuild(chosen, progress=None if args.json else _progress(names, head))
         seconds = time.monotonic() - began
-        position = runtime.store.head()
+        position = min(p.position() for p in chosen)  # each one is there or further
     finally:
         runtime.close()
     if not args.json:

@@ -1,7 +1,8 @@
 """Benchmarks: each scenario runs beside its peer in the same run and reports the ratio.
 
-    python bench/run.py [--scenarios api-send,api-batch,smtp-ingest,relay-e2e]
+    python bench/run.py [--scenarios api-send,api-batch,smtp-ingest,relay-e2e,replay]
                         [--setups postgres/1+projector,...] [--duration 10] [--smtp-messages N]
+                        [--replay-events N]
 
 Scenarios
   api-send   64 concurrent connections, POST /api/send, one recipient per message.
@@ -21,6 +22,16 @@ Scenarios
              -> MX resolved through a local DNS server -> Postfix's smtp-sink; the time until
              the sink has every message, with DKIM off and on. Peer: a throwaway Postfix
              relaying the same load to the same sink.
+
+  replay     `postline replay`'s rebuild of every read model (projections.replay) over a
+             history of 1,000,000 events (`--replay-events`) in a PostgreSQL schema: messages
+             accepted, queued, delivered (some after a soft bounce) or bounced, written in
+             bulk through the application's recorder (not timed; bench/replay.py). Peer: the
+             raw read rate of the same log in the same run, every notification read through
+             `recorder.select_notifications` in batches of 5,000 and nothing done with it
+             (measured before and after the rebuild; the faster counts). Figures are log
+             events per second; the run checks the rebuilt read models against the history.
+             Runs once, whatever `--setups` says.
 
 Setups (`--setups`)
   STORE/WORKERS[+projector][+mta]: sqlite or postgres; how many HTTP worker processes;
@@ -52,6 +63,8 @@ from pathlib import Path
 import smtp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import replay  # (after the path: it imports the application)
+
 from tests.support.dns import LocalDns, Zone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +78,7 @@ GOALS = {
     ("api-send", "postgres"): "≥ 1,500 msgs/s, ≥ 40% of no-op, p99 ≤ 50 ms",
     ("api-batch", "postgres"): "≥ 10,000 recipients/s",
     ("api-batch", "sqlite"): "≥ 10,000 recipients/s",
+    ("replay", "postgres"): replay.GOAL,
 }
 
 
@@ -374,6 +388,8 @@ def goal_met(result: dict) -> bool | None:
         return None
     if name == "api-batch":
         return result["messages_per_s"] >= 10_000
+    if name == "replay":
+        return result["events_per_s"] >= 20_000 and result["ratio_to_raw_read"] >= 0.25
     p99 = result["postline"]["p99_ms"]
     return (
         result["messages_per_s"] >= 1_500
@@ -634,6 +650,19 @@ def relay_run(sink: "smtp.SmtpSink", port: int, messages: int) -> dict:
     }
 
 
+def run_replay_scenario(events: int) -> dict:
+    """replay: the rebuild of every read model over `events` events, in a schema of its own."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    pg_schema("create", schema)
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        result = replay.run(f"{PG_URL}{sep}schema={schema}", events)
+    finally:
+        pg_schema("drop", schema)
+    result["goal_met"] = goal_met(result)
+    return result
+
+
 def dkim_keys(data_dir: Path) -> Path:
     """A DKIM key for the benchmark's sender domain, and the keys file that lists it."""
     made = subprocess.run(
@@ -680,7 +709,10 @@ DEFAULT_SETUPS = (
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="api-send,api-batch,smtp-ingest,relay-e2e")
+    parser.add_argument("--scenarios", default="api-send,api-batch,smtp-ingest,relay-e2e,replay")
+    parser.add_argument(
+        "--replay-events", type=int, default=1_000_000, help="events in the replay's history"
+    )
     parser.add_argument(
         "--smtp-messages", type=int, default=10_000, help="messages per smtp-source run"
     )
@@ -694,7 +726,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
-    if shutil.which("wrk") is None and set(scenarios) - {"smtp-ingest", "relay-e2e"}:
+    if shutil.which("wrk") is None and set(scenarios) - {"smtp-ingest", "relay-e2e", "replay"}:
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     if {"smtp-ingest", "relay-e2e"} & set(scenarios) and (problem := smtp.tools_missing()):
@@ -707,10 +739,17 @@ def main() -> int:
         return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
+        if "replay" in scenarios:
+            print("== replay on postgres ...", file=sys.stderr, flush=True)
+            result = run_replay_scenario(args.replay_events)
+            print(replay.summary(result), flush=True)
+            results.append(result)
         for setup in setups:
             for name in scenarios:
                 if "mta" in parse_setup(setup)[2] and name != "relay-e2e":
                     continue  # no mail leaves in the other scenarios
+                if name == "replay":
+                    continue  # (ran once above)
                 print(f"== {name} on {setup} ...", file=sys.stderr, flush=True)
                 if name == "smtp-ingest":
                     result = run_smtp_scenario(setup, Path(tmp), args.smtp_messages)
