@@ -526,3 +526,38 @@ def test_the_outbox_reads_mail_only_once_a_webhook_wants_it(
     ).result(10)
     runtime.webhook_outbox.catch_up()
     assert waiting(runtime.store.db, created.webhook_id) == 1  # the mail accepted after it
+
+
+def test_a_restart_loses_nothing_and_sends_nothing_twice(
+    runtime: Runtime, account: tuple[int, str], receiver: Receiver, tmp_path: Any
+) -> None:
+    owner, _ = account
+    fields = {
+        "url": receiver.url,
+        "webhook_type": "email_sending",
+        "sending_stream": "transactional",
+        "event_types": ALL_EVENTS,
+    }
+    created = create_webhook(runtime.store, runtime.secrets, owner, fields, True)
+    first = make_history(runtime, owner)
+    runtime.webhook_outbox.catch_up()
+    sender = WebhookSender(runtime, SenderSettings(timeout=5, allow_private=True), RETRY_AT_ONCE)
+    receiver.statuses = [500]  # the first process's only try fails ...
+    asyncio.run(sender.flush())
+    asyncio.run(sender.client.close())
+    runtime.close()  # ... and it stops with everything still queued
+
+    again = Runtime(runtime.store.url, data_dir=tmp_path, sender_policy="any")
+    again.start()
+    try:
+        second = make_history(again, owner)  # mail while it was down, then while it runs
+        again.webhook_outbox.catch_up()
+        sender = WebhookSender(again, SenderSettings(timeout=5, allow_private=True), RETRY_AT_ONCE)
+        asyncio.run(sender.flush())
+        asyncio.run(sender.client.close())
+        assert waiting(again.store.db, created.webhook_id) == 0
+    finally:
+        again.close()
+    events = [e for r in receiver.accepted() for e in events_of(r)]
+    assert len(events) == len({e["event_id"] for e in events}) == 16
+    assert {e["message_id"] for e in events} == {*first.values(), *second.values()}
