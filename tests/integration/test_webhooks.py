@@ -277,6 +277,7 @@ def test_filters_jsonl_and_the_audit_log_webhook(
         payload_format="jsonlines",
     )
     make_history(runtime, owner)
+    runtime.suppressor.catch_up()  # the hard bounce's suppression (a process of the log)
     live.client.post(
         f"/api/accounts/{owner}/api_tokens",
         json={
