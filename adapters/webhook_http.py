@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 USER_AGENT = "Postline-Webhooks/0.1"
+ERROR_BYTES = 500
 PUBLIC_PORTS = (80, 443)
 
 
@@ -68,11 +69,21 @@ async def check_destination(url: str, allow_private: bool) -> None:
             raise DestinationRefused(f"{parts.hostname} resolves to a non-public address")
 
 
+async def _start_of(answer: httpx.Response) -> bytes:
+    start = b""
+    async for chunk in answer.aiter_bytes():
+        start += chunk
+        if len(start) >= ERROR_BYTES:
+            break
+    return start[:ERROR_BYTES]
+
+
 class WebhookClient:
     """One HTTP client (connection pool) for all webhook posts of a process."""
 
     def __init__(self, timeout: float, allow_private: bool) -> None:
         self.allow_private = allow_private
+        self.timeout = timeout
         self._client = httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
         )
@@ -81,16 +92,26 @@ class WebhookClient:
         """Post `body`; what came back (never raises for the receiver's failures)."""
         started = time.monotonic()
         try:
-            await check_destination(url, self.allow_private)
-            answer = await self._client.post(url, content=body, headers=headers)
+            # The whole exchange within the timeout (httpx's applies to each read alone, so a
+            # receiver trickling bytes would hold the webhook forever); of the answer's body,
+            # only the start is read (what a person needs to see in the delivery log).
+            async with asyncio.timeout(self.timeout):
+                await check_destination(url, self.allow_private)
+                async with self._client.stream(
+                    "POST", url, content=body, headers=headers
+                ) as answer:
+                    status, error = answer.status_code, None
+                    if not 200 <= status < 300:
+                        error = (await _start_of(answer)).decode("utf-8", "replace")
         except DestinationRefused as error:
             return Posted(None, 0, str(error))
+        except TimeoutError:
+            elapsed = int((time.monotonic() - started) * 1000)
+            return Posted(None, elapsed, f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as error:
             elapsed = int((time.monotonic() - started) * 1000)
-            return Posted(None, elapsed, f"{type(error).__name__}: {error}"[:500])
-        elapsed = int((time.monotonic() - started) * 1000)
-        error = None if 200 <= answer.status_code < 300 else answer.text[:500]
-        return Posted(answer.status_code, elapsed, error)
+            return Posted(None, elapsed, f"{type(error).__name__}: {error}"[:ERROR_BYTES])
+        return Posted(status, int((time.monotonic() - started) * 1000), error)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -4,6 +4,7 @@
 bound the time. It takes admin access to the account: it is security tooling's view.
 """
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ async def audit_log(request: Request[Any, Any, Any], account_id: FromPath[int]) 
     runtime, account = await account_scope(request, account_id, admin=True)
     query = request.query_params
     before = query.get("before")
-    if before is not None and not before.isdigit():
+    if before is not None and not re.fullmatch(r"[0-9]{1,18}", before):
         raise BadRequest(["before must be a next_page_cursor of this list"], 422)
     since, until = _time("since", query.get("since")), _time("until", query.get("until"))
     await runtime.read_your_writes(runtime.audit)

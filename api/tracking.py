@@ -13,6 +13,7 @@ from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from domain.tracking import redirect_location
 from engine.runtime import Runtime
 from engine.tracking import CLICK_PATH, OPEN_PATH, record_click, record_open
 
@@ -58,7 +59,9 @@ async def clicked(request: Request[Any, Any, Any], token: FromPath[str]) -> Resp
         await runtime.run(record_click, runtime.store, message_id, target, *_client(request))
     except Exception as error:  # the reader still gets where they were going
         log.warning("click of %s not recorded: %s", message_id, error)
-    return Response(None, status_code=302, headers={"Location": target, **NO_STORE})
+    return Response(
+        None, status_code=302, headers={"Location": redirect_location(target), **NO_STORE}
+    )
 
 
 HANDLERS = [opened, clicked]

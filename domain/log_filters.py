@@ -7,6 +7,7 @@ AND-ed. Unknown fields are ignored (as the API documents); a known field with an
 value it cannot take is an error, not silently "no filter".
 """
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ FIELDS: dict[str, Field] = {
 }
 ALIASES = {"domain_id": "sending_domain_id"}  # the name the API reference uses
 VALUELESS = ("empty", "not_empty")
+_WHOLE = re.compile(r"-?[0-9]{1,18}")  # (64-bit: what the databases hold)
 
 
 class InvalidFilter(ValueError):
@@ -120,7 +122,7 @@ def _filter(name: str, operator: str | None, raw: list[str]) -> Filter | None:
     if not raw:
         raise InvalidFilter(f"filters[{name}][value] is missing")
     if field.kind == "int":
-        if not all(v.lstrip("-").isdigit() for v in raw):
+        if not all(_WHOLE.fullmatch(v) for v in raw):
             raise InvalidFilter(f"filters[{name}][value] must be a whole number")
         return Filter(name, operator, tuple(int(v) for v in raw))
     if field.kind == "choice" and (wrong := [v for v in raw if v not in field.choices]):

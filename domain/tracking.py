@@ -11,9 +11,12 @@ import html
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
+from urllib.parse import quote, urlsplit, urlunsplit
 
 NO_TRACK = "data-mt-no-track"
-_HREF = re.compile(r"""(\bhref\s*=\s*)("[^"]*"|'[^']*'|[^\s"'=<>`]+)""", re.IGNORECASE)
+_SAFE = ":/?#[]@!$&'()*+,;=%~"  # what stays as it is in a URL (and escapes already made)
+# One attribute of a start tag, as HTMLParser reads them: name, then an optional value.
+_ATTRIBUTE = re.compile(r"""\s*([^\s"'>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
@@ -50,12 +53,24 @@ def track_links(document: str, redirect: Callable[[str], str]) -> str:
         offset = starts[line - 1] + column
         if document[offset : offset + len(text)] != text:
             continue  # (cannot happen with HTMLParser's positions; never guess)
-        new = html.escape(redirect(href), quote=True)
-        tag = _HREF.sub(lambda m, new=new: f'{m.group(1)}"{new}"', text, count=1)
+        tag = _with_href(text, html.escape(redirect(href), quote=True))
+        if tag is None:
+            continue
         out.append(document[done:offset] + tag)
         done = offset + len(text)
     out.append(document[done:])
     return "".join(out)
+
+
+def _with_href(tag: str, value: str) -> str | None:
+    """The start tag `<a ...>` with its `href` attribute's value (only that) replaced."""
+    position = 2  # after "<a"
+    while (found := _ATTRIBUTE.match(tag, position)) and found.end() > position:
+        if found.group(1).lower() == "href" and found.group(2) is not None:
+            start, end = found.span(2)
+            return f'{tag[:start]}"{value}"{tag[end:]}'
+        position = found.end()
+    return None
 
 
 def add_pixel(document: str, url: str) -> str:
@@ -69,3 +84,20 @@ def add_pixel(document: str, url: str) -> str:
         return document + pixel
     at = ends[-1].start()
     return document[:at] + pixel + document[at:]
+
+
+def redirect_location(target: str) -> str:
+    """A link's target as a `Location` header can carry it: an IDNA host, the rest
+    percent-encoded (a header is ASCII)."""
+    parts = urlsplit(target.strip())
+    host = parts.hostname or ""
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        host = quote(host)
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    if parts.username is not None:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return urlunsplit(
+        (parts.scheme, quote(netloc, safe=_SAFE), *(quote(p, safe=_SAFE) for p in parts[2:]))
+    )

@@ -191,10 +191,11 @@ def _event_types(value: Any, problems: list[str]) -> list[str]:
     if not isinstance(value, list) or not value:
         problems.append(f"event_types must list one or more of {', '.join(EVENT_TYPES)}")
         return []
-    wrong = [v for v in value if v not in EVENT_TYPES]
+    known = {v for v in value if isinstance(v, str) and v in EVENT_TYPES}
+    wrong = [v for v in value if not isinstance(v, str) or v not in known]
     if wrong:
         problems.append(f"event_types: {wrong[0]!r} is not one of {', '.join(EVENT_TYPES)}")
-    return sorted(set(value) - set(wrong), key=list(EVENT_TYPES).index)
+    return sorted(known, key=list(EVENT_TYPES).index)
 
 
 def view(webhook_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -255,7 +255,8 @@ def _describe(e: Any, r: _Resource) -> tuple[str, str, dict[str, Any] | None]:
         failing = ", ".join(e.failing)
         return "verification_lost", f"{r.name} lost its verification ({failing})", changes
     if isinstance(e, SendingDomain.SettingsChanged):
-        return "updated", f"changed the settings of {r.name}", e.changes
+        # (events from before changes were recorded have none)
+        return "updated", f"changed the settings of {r.name}", getattr(e, "changes", None)
     if isinstance(e, SendingDomain.DkimKeysChanged):
         if any(key.get("pending") for key in e.dkim_keys):
             return "dkim_rotation_started", f"started a DKIM key rotation for {r.name}", None

@@ -116,7 +116,11 @@ class Subscription:
         )
 
     def wants_activity(self) -> bool:
-        return self.settings["webhook_type"] == "audit_log" and self.settings["active"]
+        return (
+            self.settings["webhook_type"] == "audit_log"
+            and self.settings["active"]
+            and not self.deleted
+        )
 
 
 class WebhookOutbox:
@@ -253,9 +257,10 @@ class WebhookOutbox:
                     payload = _ENCODER.encode(message_payload(e, fact)).decode()
                     rows.append((sub.webhook_id, position, payload, stored_time(e.timestamp)))
         rows += self._activities(db, cursor, audit, by_account)
-        _save_subscriptions(db, cursor, [subscriptions[key] for key in changed])
         db.insert(cursor, "webhook_messages", FACT_COLUMNS, new_facts, "ON CONFLICT DO NOTHING")
         db.insert(cursor, "webhook_outbox", OUTBOX_COLUMNS, rows, "ON CONFLICT DO NOTHING")
+        # after the rows: what a webhook deleted in this batch had queued goes with it
+        _save_subscriptions(db, cursor, [subscriptions[key] for key in changed])
 
     @staticmethod
     def _activities(

@@ -1,6 +1,6 @@
 """Link and pixel tracking in HTML: only what must change does."""
 
-from domain.tracking import add_pixel, track_links
+from domain.tracking import add_pixel, redirect_location, track_links
 
 
 def redirect(url: str) -> str:
@@ -40,3 +40,21 @@ def test_the_pixel_goes_before_the_last_closing_body_tag_or_at_the_end() -> None
     assert with_body.endswith("/></BODY></html>")
     fragment = add_pixel("<p>x</p>", "https://t.example/o/&1")
     assert fragment.startswith('<p>x</p><img src="https://t.example/o/&amp;1"')
+
+
+def test_only_the_href_attribute_itself_changes() -> None:
+    tricky = '<a title="see href=x" data-href="https://d.example/" href="https://a.example/">a</a>'
+    assert track_links(tricky, redirect) == (
+        '<a title="see href=x" data-href="https://d.example/" '
+        'href="https://t.example/c/a.example/">a</a>'
+    )
+
+
+def test_redirect_targets_become_header_safe() -> None:
+    assert redirect_location(" https://bücher.example/ページ?q=ü \n") == (
+        "https://xn--bcher-kva.example/%E3%83%9A%E3%83%BC%E3%82%B8?q=%C3%BC"
+    )
+    assert (
+        redirect_location("https://shop.example/o?id=1&x=%20")
+        == "https://shop.example/o?id=1&x=%20"
+    )
