@@ -113,5 +113,9 @@ class WebhookClient:
             return Posted(None, elapsed, f"{type(error).__name__}: {error}"[:ERROR_BYTES])
         return Posted(status, int((time.monotonic() - started) * 1000), error)
 
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
     async def close(self) -> None:
         await self._client.aclose()

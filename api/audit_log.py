@@ -5,25 +5,15 @@ bound the time. It takes admin access to the account: it is security tooling's v
 """
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, get
 from litestar.params import FromPath
 
 from api.auth import account_scope
+from api.body import iso_time
 from api.errors import BadRequest
 from projections.audit_log import list_entries
-
-
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest([f"{name} must be an ISO 8601 time"], 422) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @get(
@@ -37,7 +27,7 @@ async def audit_log(request: Request[Any, Any, Any], account_id: FromPath[int]) 
     before = query.get("before")
     if before is not None and not re.fullmatch(r"[0-9]{1,18}", before):
         raise BadRequest(["before must be a next_page_cursor of this list"], 422)
-    since, until = _time("since", query.get("since")), _time("until", query.get("until"))
+    since, until = iso_time("since", query.get("since")), iso_time("until", query.get("until"))
     await runtime.read_your_writes(runtime.audit)
     entries, cursor = await runtime.run(
         lambda: list_entries(

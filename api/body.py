@@ -1,5 +1,6 @@
-"""Request bodies: read and decoded with msgspec, errors in the API's own words."""
+"""Request bodies (decoded with msgspec) and query values, errors in the API's own words."""
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -10,6 +11,17 @@ from api.errors import BadRequest
 T = TypeVar("T")
 
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def iso_time(name: str, value: str | None) -> datetime | None:
+    """A query parameter's ISO 8601 time (UTC unless it says otherwise); 422 if it is none."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest([f"{name} must be an ISO 8601 time"], 422) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:

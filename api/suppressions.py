@@ -6,7 +6,6 @@ and answers with the record as it was. Another account's records answer 404.
 """
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
@@ -14,7 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from api.auth import account_scope, actor
-from api.body import read_json
+from api.body import iso_time, read_json
 from api.errors import BadRequest, TooManyRequests
 from domain.addresses import is_valid_address
 from domain.suppressions import STREAMS, TYPES
@@ -40,15 +39,6 @@ async def _scope(
     return runtime, account
 
 
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest([f"{name} must be an ISO 8601 time"], 422) from None
-
-
 @get(PATH, tags=TAGS, summary="The suppression list (up to 1,000 a page; `last_id` pages on)")
 async def list_suppressed(
     request: Request[Any, Any, Any], account_id: FromPath[int]
@@ -61,8 +51,8 @@ async def list_suppressed(
             runtime.store.db,
             account,
             email=query.get("email"),
-            start=_time("start_time", query.get("start_time")),
-            end=_time("end_time", query.get("end_time")),
+            start=iso_time("start_time", query.get("start_time")),
+            end=iso_time("end_time", query.get("end_time")),
             after=query.get("last_id"),
         )
     )

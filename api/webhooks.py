@@ -21,7 +21,7 @@ from api.body import read_json
 from api.errors import BadRequest
 from domain.webhooks import InvalidWebhook, view
 from engine.runtime import Runtime
-from engine.webhook_sender import CONTENT_TYPES, SIGNATURE_HEADER, body_of, signature
+from engine.webhook_sender import signed_batch
 from engine.webhooks import (
     NoSuchWebhook,
     change_webhook,
@@ -160,12 +160,11 @@ async def test_webhook(
     runtime, account = await _admin(request, account_id, webhook_id)
     webhook = await _get(runtime, account, webhook_id)
     settings = webhook.settings
-    body = body_of([_sample(settings)], settings["payload_format"])
-    secret = runtime.secrets.open(webhook.sealed_secret).decode()
-    headers = {
-        "Content-Type": CONTENT_TYPES[settings["payload_format"]],
-        SIGNATURE_HEADER: signature(secret, body),
-    }
+    body, headers = signed_batch(
+        [_sample(settings)],
+        settings["payload_format"],
+        runtime.secrets.open(webhook.sealed_secret).decode(),
+    )
     posted = await runtime.webhook_sender.client.post(settings["url"], body, headers)
     return Response(
         {

@@ -369,27 +369,30 @@ def domain_view(
     }
 
 
-def signing_keys(db: SqlDatabase, box: SecretBox) -> list[SigningKey]:
-    """The DKIM key that signs for each verified domain."""
-    keys = []
+@dataclass(frozen=True, slots=True)
+class VerifiedSenders:
+    """What the MTA takes from the verified domains, read together."""
+
+    keys: list[SigningKey]  # the DKIM key that signs for each
+    tracked: dict[str, tuple[bool, bool]]  # name -> (open, click tracking), where either is on
+
+
+def verified_senders(db: SqlDatabase, box: SecretBox) -> VerifiedSenders:
+    """The verified domains' signing keys and tracking settings, in one read."""
+    senders = VerifiedSenders([], {})
     for row in verified_domains(db):
         signing = signing_key(row["dkim_keys"])
         try:
-            keys.append(load_key(row["name"], signing["selector"], box.open(signing["private"])))
+            senders.keys.append(
+                load_key(row["name"], signing["selector"], box.open(signing["private"]))
+            )
         except ValueError as error:  # SecretError, InvalidKeys: this domain goes unsigned
             log.warning("DKIM key of %s cannot be used: %s", row["name"], error)
-    return keys
-
-
-def tracked_domains(db: SqlDatabase) -> dict[str, tuple[bool, bool]]:
-    """Verified domains with open or click tracking on: name -> (opens, clicks)."""
-    tracked = {}
-    for row in verified_domains(db):
         opens = row["settings"].get("open_tracking_enabled", False)
         clicks = row["settings"].get("click_tracking_enabled", False)
         if opens or clicks:
-            tracked[row["name"]] = (opens, clicks)
-    return tracked
+            senders.tracked[row["name"]] = (opens, clicks)
+    return senders
 
 
 def domain_named(store: EventStore, account_id: int, name: str) -> SendingDomain:

@@ -45,7 +45,7 @@ from domain.retry import RetrySchedule
 from domain.shaping import Shaping, SitePolicy
 from engine import policy
 from engine.blobs import BlobReader
-from engine.domains import signing_keys, tracked_domains
+from engine.domains import verified_senders
 from engine.errors import Conflict, StoreUnavailable
 from engine.runtime import Runtime
 from engine.sender_policy import SenderNotAllowed
@@ -211,15 +211,17 @@ class Mta:
                     )
 
     async def refresh_keys(self) -> None:
-        """Sign with the DKIM keys of the sending domains verified now."""
+        """Sign with the DKIM keys of the sending domains verified now, and track as they
+        say."""
         try:
-            keys = await self.runtime.run(signing_keys, self.runtime.store.db, self.runtime.secrets)
-            tracked = await self.runtime.run(tracked_domains, self.runtime.store.db)
+            senders = await self.runtime.run(
+                verified_senders, self.runtime.store.db, self.runtime.secrets
+            )
         except Exception as error:  # keep signing with the keys we have
             log.warning("DKIM keys of sending domains not loaded: %s", error)
             return
-        self.signer = self._configured_signer.with_keys(keys)
-        self._tracked = tracked
+        self.signer = self._configured_signer.with_keys(senders.keys)
+        self._tracked = senders.tracked
 
     def _keys_changed(self) -> None:
         # after the read model has the check: the keys are read from it

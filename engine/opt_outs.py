@@ -15,11 +15,10 @@ from adapters.secrets import SecretBox
 from domain.addresses import comparable_domain, domain_of
 from domain.feedback_reports import Complaint
 from domain.message import Message
-from engine.errors import Conflict
+from engine.message_changes import change_message
 from engine.store import EventStore
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
-SAVE_ATTEMPTS = 3
 
 
 class UnsubscribeLinks:
@@ -56,31 +55,21 @@ def unsubscribe(
     store: EventStore, message_id: uuid.UUID, ip: str | None, user_agent: str | None
 ) -> Message | None:
     """Record that the recipient unsubscribed (once); None when there is no such message."""
-    for attempt in range(1, SAVE_ATTEMPTS + 1):
-        message = store.get(message_id)
-        if not isinstance(message, Message):
-            return None
+
+    def change(message: Message) -> bool:
         if message.status == "enqueued":
             raise NotDeliveredYet(str(message_id))
-        if not message.unsubscribe(ip, user_agent):
-            return message
-        try:
-            store.save(message)
-            return message
-        except Conflict:  # a complaint or another click at the same moment: look again
-            if attempt == SAVE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+        return message.unsubscribe(ip, user_agent)
+
+    return change_message(store, message_id, change)
 
 
 def complain(store: EventStore, complaint: Complaint) -> Message:
     """Record a spam complaint on the message it is about (once). The report must be about
     mail from the message's sender's domain (ids in headers can be copied), and one found by
     the shared Message-ID must say which recipient complained."""
-    for attempt in range(1, SAVE_ATTEMPTS + 1):
-        message = store.get(complaint.message_id)
-        if not isinstance(message, Message):
-            raise UnknownMessage(f"no message {complaint.message_id}")
+
+    def change(message: Message) -> bool:
         sender_domain = comparable_domain(domain_of(message.sender))
         if comparable_domain(domain_of(complaint.author)) != sender_domain:
             raise UnknownMessage(
@@ -97,12 +86,9 @@ def complain(store: EventStore, complaint: Complaint) -> Message:
                 f"message {complaint.message_id} went to {message.recipient}, "
                 f"not {complaint.recipient}"
             )
-        if not message.complain(complaint.feedback_type, complaint.reporter):
-            return message
-        try:
-            store.save(message)
-            return message
-        except Conflict:  # an unsubscribe at the same moment: look again
-            if attempt == SAVE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+        return message.complain(complaint.feedback_type, complaint.reporter)
+
+    message = change_message(store, complaint.message_id, change)
+    if message is None:
+        raise UnknownMessage(f"no message {complaint.message_id}")
+    return message

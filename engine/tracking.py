@@ -5,17 +5,15 @@ Every load and every click is an event on the message (forwarded copies count, s
 """
 
 import uuid
-from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from adapters.secrets import SecretBox
 from domain.message import Message
 from domain.tracking import add_pixel, track_links
-from engine.errors import Conflict
+from engine.message_changes import change_message
 from engine.store import EventStore
 
-SAVE_ATTEMPTS = 5  # several opens of one message can arrive at once (images of one mail)
 OPEN_PATH = "/t/o"
 CLICK_PATH = "/t/c"
 
@@ -64,29 +62,11 @@ def record_open(
     store: EventStore, message_id: uuid.UUID, ip: str | None, user_agent: str | None
 ) -> Message | None:
     """Record that the message was opened; None when there is no such message."""
-    return _record(store, message_id, lambda m: m.open(ip, user_agent))
+    return change_message(store, message_id, lambda m: m.open(ip, user_agent))
 
 
 def record_click(
     store: EventStore, message_id: uuid.UUID, url: str, ip: str | None, user_agent: str | None
 ) -> Message | None:
     """Record that a tracked link of the message was followed; None if no such message."""
-    return _record(store, message_id, lambda m: m.click(url, ip, user_agent))
-
-
-def _record(
-    store: EventStore, message_id: uuid.UUID, change: Callable[[Message], bool]
-) -> Message | None:
-    for attempt in range(1, SAVE_ATTEMPTS + 1):
-        message = store.get(message_id)
-        if not isinstance(message, Message):
-            return None
-        if not change(message):
-            return message
-        try:
-            store.save(message)
-            return message
-        except Conflict:  # another open or click of the same message: load it again
-            if attempt == SAVE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    return change_message(store, message_id, lambda m: m.click(url, ip, user_agent))

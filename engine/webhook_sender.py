@@ -65,6 +65,18 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_batch(
+    payloads: list[str], payload_format: str, secret: str
+) -> tuple[bytes, dict[str, str]]:
+    """A batch's body and headers (content type, signature) from its events' JSON texts."""
+    body = body_of(payloads, payload_format)
+    headers = {
+        "Content-Type": CONTENT_TYPES[payload_format],
+        SIGNATURE_HEADER: signature(secret, body),
+    }
+    return body, headers
+
+
 class WebhookSender:
     """Flushes every webhook's outbox (see the module docstring)."""
 
@@ -85,7 +97,8 @@ class WebhookSender:
         self._wake = asyncio.Event()
 
     def start(self) -> None:
-        self.client = WebhookClient(self.settings.timeout, self.settings.allow_private)
+        if self.client.closed:  # stopped before: a new pool for this run
+            self.client = WebhookClient(self.settings.timeout, self.settings.allow_private)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self.run())
 
@@ -138,13 +151,11 @@ class WebhookSender:
         if not rows or not webhook.settings["active"]:
             await self.runtime.run(settle, db, sub.webhook_id, None, [], None)
             return False
-        payload_format = webhook.settings["payload_format"]
-        body = body_of([payload for _, payload in rows], payload_format)
-        secret = self.runtime.secrets.open(webhook.sealed_secret).decode()
-        headers = {
-            "Content-Type": CONTENT_TYPES[payload_format],
-            SIGNATURE_HEADER: signature(secret, body),
-        }
+        body, headers = signed_batch(
+            [payload for _, payload in rows],
+            webhook.settings["payload_format"],
+            self.runtime.secrets.open(webhook.sealed_secret).decode(),
+        )
         posted = await self.client.post(webhook.settings["url"], body, headers)
         attempt = _attempt(sub.webhook_id, self.clock(), posted, len(rows))
         if posted.ok:

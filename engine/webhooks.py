@@ -11,9 +11,9 @@ from adapters.secrets import SecretBox
 from adapters.webhook_http import DestinationRefused, check_url
 from domain.activity import SYSTEM, Actor
 from domain.ids import entity_id
-from domain.sending_domains import SendingDomain
 from domain.webhooks import InvalidWebhook, Webhook, checked_changes, checked_settings
 from engine.accounts import ALLOCATION_ATTEMPTS, allocate
+from engine.domains import NoSuchDomain, get_domain
 from engine.errors import Conflict
 from engine.store import EventStore
 
@@ -47,13 +47,12 @@ def create_webhook(
     _check_destination(settings["url"], allow_private)
     domain_id = settings["domain_id"]
     if domain_id is not None:
-        domain = store.get(entity_id("sending_domain", domain_id))
-        if (
-            not isinstance(domain, SendingDomain)
-            or domain.account_id != account_id
-            or domain.deleted
-        ):
-            raise InvalidWebhook(["domain_id must be one of the account's sending domains"])
+        try:
+            get_domain(store, account_id, domain_id)
+        except NoSuchDomain:
+            raise InvalidWebhook(
+                ["domain_id must be one of the account's sending domains"]
+            ) from None
     secret = new_secret()
     for _ in range(ALLOCATION_ATTEMPTS):
         sequence, number = allocate(store, "webhook")

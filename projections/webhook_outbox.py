@@ -417,16 +417,6 @@ class DeliveryState:
     first_failure_at: datetime | None
 
 
-def subscription(db: SqlDatabase, account_id: int, webhook_id: int) -> Subscription | None:
-    """One webhook of the account, unless deleted."""
-    with db.transaction(commit=False) as cursor:
-        found = load_subscriptions(db, cursor)
-    return next(
-        (s for s in found.values() if s.webhook_id == webhook_id and s.account_id == account_id),
-        None,
-    )
-
-
 def subscriptions_of(db: SqlDatabase, account_id: int) -> list[Subscription]:
     """The account's webhooks, by id."""
     with db.transaction(commit=False) as cursor:

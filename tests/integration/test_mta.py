@@ -19,7 +19,6 @@ from adapters.dkim_signing import Signer, load_key
 from adapters.dns import MxResolver, RecordLookup
 from domain.dns_records import ExpectedRecord
 from domain.feedback_reports import read_report
-from domain.retry import RetrySchedule
 from domain.shaping import Shaping
 from domain.submission import Draft
 from engine.accept import Origin
@@ -36,21 +35,11 @@ from projections.email_logs import get_message
 from projections.suppressions import list_suppressions
 from tests.support.dns import LocalDns, Zone, txt_from
 from tests.support.live import LiveServer
-from tests.support.mx_sink import MxSink
+from tests.support.mx_sink import FAST_RETRIES, MxSink
 from tests.support.process import postline
 from tests.support.smtp import Certificates
 
 ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", None)
-FAST_RETRIES = RetrySchedule.from_data(
-    {
-        "first_retry": "0.2s",
-        "factor": 1,
-        "max_interval": "1s",
-        "jitter": 0,
-        "max_attempts": 3,
-        "max_age": "1h",
-    }
-)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from engine.domains import (
     get_domain,
     record_check,
     rotate_dkim,
-    signing_keys,
+    verified_senders,
 )
 from engine.errors import Conflict
 from engine.runtime import Runtime
@@ -266,7 +266,7 @@ def test_a_dkim_rotation_signs_with_the_old_key_until_dns_has_the_new(
         return view(runtime, account_id, domain_id)
 
     def signs_as() -> str:
-        (key,) = signing_keys(runtime.store.db, runtime.secrets)
+        (key,) = verified_senders(runtime.store.db, runtime.secrets).keys
         message = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nHi\r\n"
         signed = Signer([key]).sign(message, DOMAIN)
         assert dkim.verify(signed, dnsfunc=txt_from(dns_server))

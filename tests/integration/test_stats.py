@@ -21,7 +21,6 @@ from adapters.dns import MxResolver
 from domain.feedback_reports import Complaint
 from domain.message import Message, accepted, follow_up
 from domain.permissions import ACCESS_VIEWER, Grant
-from domain.retry import RetrySchedule
 from domain.submission import Draft
 from engine.accept import Origin
 from engine.accounts import Principal, account_admin, issue_token, mint, open_account
@@ -32,19 +31,9 @@ from engine.runtime import Runtime
 from engine.tracking import record_click, record_open
 from tests.support.dns import LocalDns, Zone
 from tests.support.live import LiveServer
-from tests.support.mx_sink import MxSink
+from tests.support.mx_sink import FAST_RETRIES, MxSink
 
 KINDS = ("", "/domains", "/categories", "/email_service_providers", "/date")
-FAST_RETRIES = RetrySchedule.from_data(
-    {
-        "first_retry": "0.2s",
-        "factor": 1,
-        "max_interval": "1s",
-        "jitter": 0,
-        "max_attempts": 3,
-        "max_age": "1h",
-    }
-)
 
 
 def figures(

@@ -14,7 +14,20 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from domain.retry import RetrySchedule
 from tests.support.loop import BackgroundLoop
+
+# Retries soon after a soft bounce, three attempts in all: runs against the sink end quickly.
+FAST_RETRIES = RetrySchedule.from_data(
+    {
+        "first_retry": "0.2s",
+        "factor": 1,
+        "max_interval": "1s",
+        "jitter": 0,
+        "max_attempts": 3,
+        "max_age": "1h",
+    }
+)
 
 
 @dataclass
