@@ -25,6 +25,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from adapters.multirow import insert_rows
+from adapters.write_lock import WriteLock, lock_path
 
 Blob = tuple[str, bytes]  # (sha256 hex, data)
 
@@ -45,7 +46,15 @@ _SQLITE_IN_LIMIT = 500  # parameters per IN list, well under SQLite's 32,766
 
 
 class SQLiteEventStore(SQLiteApplicationRecorder):
-    """SQLite events plus the blob table, in one file."""
+    """SQLite events plus the blob table, in one file; writers queue on its write lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_lock = WriteLock(lock_path(self.datastore.pool.db_name))
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        with self.write_lock:
+            return super().insert_events(stored_events, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -87,16 +96,17 @@ class SQLiteEventStore(SQLiteApplicationRecorder):
             start=start, limit=stop - start, stop=stop, topics=topics, inclusive_of_start=False
         )
 
-    def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
-        """The blobs found among `shas`, read in one transaction."""
+    def get_blobs(self, shas: Sequence[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """The blobs found among `shas` (of at most `max_bytes` each), in one transaction."""
         found: dict[str, bytes] = {}
         unique = list(dict.fromkeys(shas))
+        small = "" if max_bytes is None else f" AND length(data) <= {int(max_bytes)}"
         with self.datastore.transaction(commit=False) as c:
             for start in range(0, len(unique), _SQLITE_IN_LIMIT):
                 chunk = unique[start : start + _SQLITE_IN_LIMIT]
                 marks = ", ".join("?" * len(chunk))
                 c.execute(
-                    f"SELECT sha256, data FROM {BLOB_TABLE} WHERE sha256 IN ({marks})",  # noqa: S608
+                    f"SELECT sha256, data FROM {BLOB_TABLE} WHERE sha256 IN ({marks}){small}",  # noqa: S608
                     chunk,
                 )
                 found.update((row["sha256"], bytes(row["data"])) for row in c.fetchall())
@@ -139,7 +149,10 @@ class PostgresEventStore(PostgresApplicationRecorder):
             )
         )
         self._append = SQL("SELECT * FROM {}(%b, %b, %b, %b, %b, %b)").format(append)
-        self._select_blobs = SQL("SELECT sha256, data FROM {} WHERE sha256 = ANY(%s)").format(table)
+        self._select_blobs = SQL(
+            "SELECT sha256, data FROM {} WHERE sha256 = ANY(%s)"
+            " AND (%s::integer IS NULL OR octet_length(data) <= %s::integer)"
+        ).format(table)
         self._read_log = SQL(
             "SELECT notification_id, topic, state, originator_id, originator_version FROM {}"
             " WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s)"
@@ -180,9 +193,14 @@ class PostgresEventStore(PostgresApplicationRecorder):
             c.execute(self._read_log, (start, stop, list(topics)), binary=True)
             return list(map(LogEntry._make, c.fetchall()))
 
-    def get_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
-        """The blobs found among `shas`, read with one statement."""
+    def get_blobs(self, shas: Sequence[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """The blobs found among `shas` (of at most `max_bytes` each), read with one
+        statement."""
         with self.datastore.transaction(commit=False) as curs:
             # binary results: bytea as it is stored, not hex text to decode
-            curs.execute(self._select_blobs, (list(dict.fromkeys(shas)),), binary=True)
+            curs.execute(
+                self._select_blobs,
+                (list(dict.fromkeys(shas)), max_bytes, max_bytes),
+                binary=True,
+            )
             return {row["sha256"]: bytes(row["data"]) for row in curs.fetchall()}

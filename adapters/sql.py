@@ -25,6 +25,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from adapters.eventstore import PostgresEventStore, SQLiteEventStore
 from adapters.multirow import insert_rows
+from adapters.write_lock import WriteLock, lock_path
 
 _MARKER = re.compile(r"\{([a-z_]+(?::[a-z0-9_]+)?)\}")
 INDEX = "index:"  # `{index:name}`: an index name
@@ -47,9 +48,9 @@ class SqlDatabase:
         else:
             self.dialect = "sqlite"
             self.schema = ""
-            self.datastore = SQLiteDatastore(
-                views_path(recorder.datastore.pool.db_name), lock_timeout=10
-            )
+            path = views_path(recorder.datastore.pool.db_name)
+            self.datastore = SQLiteDatastore(path, lock_timeout=10)
+            self._write_lock = WriteLock(lock_path(path))
         self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
         self.names: dict[str, str] = {}  # marker -> the table or index it stands for
         self.bulk = False  # loading tables nobody else writes (see `insert`)
@@ -65,6 +66,7 @@ class SqlDatabase:
     def close(self) -> None:
         if self.dialect == "sqlite":
             self.datastore.close()
+            self._write_lock.close()
 
     def prepare(self, statement: str) -> str:
         """Adapt a statement written with `?` and `{markers}` to this database."""
@@ -86,7 +88,11 @@ class SqlDatabase:
     def transaction(self, *, commit: bool = True) -> Iterator[Any]:
         """A cursor in a transaction; committed on success when `commit`, else rolled back."""
         if self.dialect == "sqlite":
-            with self._sqlite_transaction(commit) as cursor:
+            if not commit:
+                with self._sqlite_transaction(commit) as cursor:
+                    yield cursor
+                return
+            with self._write_lock, self._sqlite_transaction(commit) as cursor:
                 yield cursor
             return
         with self.datastore.transaction(commit=commit) as cursor:

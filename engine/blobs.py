@@ -62,6 +62,12 @@ class BlobReader:
         finally:
             self._reader = None
 
+    def prime(self, blobs: dict[str, bytes]) -> None:
+        """Keep blobs read ahead (those of a claimed batch) for the requests to come."""
+        for sha, data in blobs.items():
+            if sha not in self._cache:
+                self._remember(sha, data)
+
     def _remember(self, sha: str, data: bytes) -> None:
         if len(data) > self._cache_bytes // 4:
             return

@@ -53,6 +53,10 @@ from projections.delivery_queue import QueuedMessage, Retry, claim, release, ren
 
 log = logging.getLogger("postline.mta")
 
+# Heads and bodies up to this size are read with the batch that claims them: a full batch of
+# the largest fits the blob cache (engine.blobs), so none is dropped before it is sent.
+READ_AHEAD_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class MtaSettings:
@@ -240,12 +244,25 @@ class Mta:
 
     async def _claim(self, limit: int) -> list[QueuedMessage]:
         try:
-            return await self.runtime.run(
-                claim, self.runtime.store.db, self.name, self.clock(), limit, self.settings.lease
-            )
+            batch, blobs = await self.runtime.run(self._claim_and_read, limit)
         except Exception as error:  # the store is down: try again later
             log.warning("cannot claim work: %s", error)
             return []
+        self._blobs.prime(blobs)
+        return batch
+
+    def _claim_and_read(self, limit: int) -> tuple[list[QueuedMessage], dict[str, bytes]]:
+        """Claim due messages and read their heads and bodies ahead, in one trip to the
+        pool: asked for per connection, they cost a trip per few messages. Large blobs are
+        left to be read when their message goes (memory stays bounded by the batch)."""
+        batch = claim(self.runtime.store.db, self.name, self.clock(), limit, self.settings.lease)
+        if not batch:
+            return batch, {}
+        shas = [sha for message in batch for sha in (message.head, message.body)]
+        try:
+            return batch, self.runtime.store.get_blobs(shas, max_bytes=READ_AHEAD_BYTES)
+        except StoreUnavailable:
+            return batch, {}  # each is read when its message goes
 
     def _spawn(self, work: Any, into: set[asyncio.Task[None]] | None = None) -> None:
         tasks = self._tasks if into is None else into

@@ -35,7 +35,7 @@ from projections.api_tokens import ApiTokens
 from projections.audit_log import AuditLog
 from projections.delivery_queue import DeliveryQueue
 from projections.email_logs import EmailLogs
-from projections.runner import Projector
+from projections.runner import Projector, ProjectorGroup
 from projections.sending_domains import SendingDomains
 from projections.stats import Stats
 from projections.suppressions import Suppressions
@@ -95,6 +95,8 @@ class Runtime:
                     self.stats,
                     self.audit,
                 ]
+                # ... followed together: one read of the log, one transaction per batch
+                self.read_models = ProjectorGroup(self.projectors)
                 # Processes follow the log too, but write events: never replayed.
                 self.dispatcher = Projector(self.store.app, self.store.db, Dispatch(self.committer))
                 self.suppressor = Projector(self.store.app, self.store.db, AutoSuppress(self.store))
@@ -136,11 +138,13 @@ class Runtime:
         """Start the projector loops on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self.committer.on_commit(self._poke)
-        followers = [*self.projectors, *self.processes] if self.runs_projections else []
-        for projector in followers:
-            wake = asyncio.Event()
-            self._wakes.append(wake)
-            self._tasks.append(asyncio.create_task(self._follow(projector, wake)))
+        if self.runs_projections:
+            followers = [(self.projectors, self.read_models)]
+            followers += [([process], None) for process in self.processes]
+            for members, group in followers:
+                wake = asyncio.Event()
+                self._wakes.append(wake)
+                self._tasks.append(asyncio.create_task(self._follow(members, group, wake)))
         if self.runs_projections and self.domain_check_interval:
             self.domain_checker.start(self.domain_check_interval)
         if self.runs_projections:
@@ -229,37 +233,61 @@ class Runtime:
                 for wake in list(self._wakes):
                     loop.call_soon_threadsafe(wake.set)
 
-    async def _follow(self, projector: Projector, wake: asyncio.Event) -> None:
-        name = projector.projection.name
+    async def _follow(
+        self, members: list[Projector], group: ProjectorGroup | None, wake: asyncio.Event
+    ) -> None:
+        """Keep `members` (one process, or a group of read models) up with the log, each
+        while this process runs it (see adapters.runner_locks)."""
+        names = ", ".join(m.projection.name for m in members)
+        standby: dict[str, float] = {}  # read models another process runs: next try
         while True:
-            try:
-                runs_here = await self.run(self.runner_locks.hold, name)
-            except Exception:  # (the lock's own connection failing is handled inside)
-                log.exception("projection %s: cannot take its runner lock", name)
-                runs_here = False
-            if not runs_here:  # another process runs it; take over if that one goes away
+            held = await self.run(self._held, members, standby)
+            if not held:  # other processes run them; take over if those go away
                 await asyncio.sleep(RUNNER_STANDBY_SECONDS)
                 continue
             wake.clear()
             try:
-                consumed = await self.run(projector.run_once)
+                if group is None:
+                    consumed = await self.run(held[0].run_once)
+                else:
+                    consumed = await self.run(group.run_once, held)
             except asyncio.CancelledError:
                 raise
             except (PersistenceError, StoreUnavailable) as error:
-                log.warning("projection %s paused: store unavailable (%s)", name, error)
+                log.warning("projection %s paused: store unavailable (%s)", names, error)
                 await asyncio.sleep(1.0)
                 continue
             except Exception:
-                log.exception("projection %s failed; retrying in 5 s", name)
+                log.exception("projection %s failed; retrying in 5 s", names)
                 await asyncio.sleep(5.0)
                 continue
-            if consumed and projector is self.queue:
+            if consumed and self.queue in held:
                 for listener in self._queued_listeners:
                     listener()
-            if consumed >= projector.batch_size:
+            if consumed >= (group or held[0]).batch_size:
                 continue
             if consumed:
                 await asyncio.sleep(PROJECTION_COALESCE_SECONDS)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), PROJECTION_POLL_SECONDS)
+
+    def _held(self, members: list[Projector], standby: dict[str, float]) -> list[Projector]:
+        """The members this process runs now; another process's are tried again only every
+        RUNNER_STANDBY_SECONDS."""
+        now = time.monotonic()
+        held = []
+        for member in members:
+            name = member.projection.name
+            if standby.get(name, 0.0) > now:
+                continue
+            try:
+                runs_here = self.runner_locks.hold(name)
+            except Exception:  # (the lock's own connection failing is handled inside)
+                log.exception("projection %s: cannot take its runner lock", name)
+                runs_here = False
+            if runs_here:
+                held.append(member)
+            else:
+                standby[name] = now + RUNNER_STANDBY_SECONDS
+        return held

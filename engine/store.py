@@ -60,9 +60,10 @@ class EventStore:
     def get_blob(self, sha256: str) -> bytes | None:
         return self.get_blobs([sha256]).get(sha256)
 
-    def get_blobs(self, shas: list[str]) -> dict[str, bytes]:
-        """The blobs found among `shas` (message heads and bodies), in one read."""
-        return call(self.recorder.get_blobs, shas)
+    def get_blobs(self, shas: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """The blobs found among `shas` (message heads and bodies), in one read; with
+        `max_bytes`, only those no larger."""
+        return call(self.recorder.get_blobs, shas, max_bytes)
 
     def head(self) -> int:
         """The highest notification id recorded so far."""
@@ -71,6 +72,8 @@ class EventStore:
     def close(self) -> None:
         self.db.close()
         self.app.close()
+        if isinstance(self.recorder, SQLiteEventStore):
+            self.recorder.write_lock.close()
 
 
 def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

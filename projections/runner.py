@@ -15,17 +15,18 @@ the events the delivery path writes.
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, OperationalError
 
 from adapters.sql import SqlDatabase
 
 log = logging.getLogger("postline.projections")
 
 IDLE_WRITE_SECONDS = 0.1
+FAILED_RETRY_SECONDS = 5.0  # a read model whose batch failed sits out this long in its group
 POSITIONS_DDL = (
     "CREATE TABLE IF NOT EXISTS {projection_positions} "
     "(name TEXT PRIMARY KEY, position {bigint} NOT NULL)"
@@ -78,6 +79,7 @@ class Projector:
         self._seen = 0  # read up to here, nothing of interest past the stored position
         self.idle_write = IDLE_WRITE_SECONDS
         self._written_at = 0.0
+        self._retry_at = 0.0  # (in a group) after a failed batch, not before this
 
     def create_schema(self) -> None:
         with self.db.transaction() as cursor:
@@ -177,6 +179,138 @@ class Projector:
                 return False
             time.sleep(0.005)
         return True
+
+
+class ProjectorGroup:
+    """Read models of one database that follow the log together.
+
+    Each batch of the log is read and decoded once for all of them and applied in one
+    transaction that moves every member's position: one write lock and one commit per batch
+    instead of one per read model (on SQLite every read model shares one views file, so their
+    separate transactions queued behind each other). Members stay independent where it
+    matters: each keeps its own position and only ever gets events past it, a member whose
+    position another process moved sits the batch out and rereads, and a batch that fails is
+    applied member by member, so one failing read model holds up only itself. Members follow
+    all their topics (`narrowed_topics` is for processes that run alone).
+    """
+
+    def __init__(self, projectors: Sequence[Projector], batch_size: int = 500) -> None:
+        if not projectors:
+            raise ValueError("a projector group needs members")
+        self.projectors = list(projectors)
+        self.app = projectors[0].app
+        self.db = projectors[0].db
+        self.batch_size = batch_size
+        self.idle_write = IDLE_WRITE_SECONDS
+        self._written_at = 0.0
+        self._update_position = self.db.prepare(
+            "UPDATE {projection_positions} SET position = ? WHERE name = ?"
+        )
+
+    def run_once(self, members: Sequence[Projector] | None = None) -> int:
+        """Apply the next batch to `members` (all by default); returns how far the position
+        of the member that moved furthest moved (in ids)."""
+        now = time.monotonic()
+        members = [
+            m for m in (self.projectors if members is None else members) if m._retry_at <= now
+        ]
+        if not members:
+            return 0
+        stored = self._positions(members)
+        starts = {m: max(stored[m], m._seen) for m in members}
+        start = min(starts.values())
+        head = self.app.recorder.max_notification_id() or 0
+        if head <= start:  # the log stopped growing: write down what was skipped
+            behind = {m: (starts[m], []) for m in members if stored[m] < starts[m]}
+            if behind:
+                self._write(stored, behind)
+            return 0
+        topics = sorted(frozenset().union(*(m.projection.topics for m in members)))
+        notifications: list[Notification] = list(
+            self.app.recorder.select_notifications(
+                start=start,
+                limit=self.batch_size,
+                stop=head,
+                topics=topics,
+                inclusive_of_start=False,
+            )
+        )
+        end = notifications[-1].id if len(notifications) >= self.batch_size else head
+        to_domain_event = self.app.mapper.to_domain_event
+        decoded = [(n.id, n.topic, to_domain_event(n)) for n in notifications]
+        work: dict[Projector, tuple[int, list[tuple[int, Any]]]] = {}
+        for m in members:
+            if starts[m] < end:
+                after, follows = starts[m], m.projection.topics
+                work[m] = (end, [(i, e) for i, t, e in decoded if i > after and t in follows])
+        idle = time.monotonic() - self._written_at < self.idle_write
+        if idle and not any(events for _, events in work.values()):
+            for m in work:
+                m._seen = end
+        elif not self._write(stored, work):
+            return 0
+        return max(end - starts[m] for m in work)
+
+    def _write(
+        self, stored: dict[Projector, int], work: dict[Projector, tuple[int, list[Any]]]
+    ) -> list[Projector]:
+        """Apply each member's events and move its position (`work`: member -> (end, events)),
+        in one transaction; returns the members moved. A member whose position moved since
+        `stored` was read is left out (it rereads). If the transaction fails for another
+        reason than the store, the members try one by one: the failure stays with the read
+        model at fault, which is retried with its next batch."""
+        try:
+            with self.db.transaction() as cursor:
+                now = self._positions(list(work), cursor)
+                moved = [m for m in work if now[m] == stored[m]]
+                for m in moved:
+                    if work[m][1]:
+                        m.projection.apply(self.db, cursor, work[m][1])
+                updates = [(work[m][0], m.projection.name) for m in moved]
+                cursor.executemany(self._update_position, updates)
+        except OperationalError:
+            raise  # the store: every member would fail alike
+        except Exception:
+            if len(work) == 1:
+                raise
+            moved = []
+            for m, item in work.items():
+                try:
+                    moved += self._write(stored, {m: item})
+                except OperationalError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "read model %s failed; retrying in %.0f s",
+                        m.projection.name,
+                        FAILED_RETRY_SECONDS,
+                    )
+                    m._retry_at = time.monotonic() + FAILED_RETRY_SECONDS
+            return moved
+        self._written_at = time.monotonic()
+        for m in work:
+            # one whose position moved under it rereads from there
+            m._seen = work[m][0] if m in moved else 0
+            m._written_at = self._written_at
+        return moved
+
+    def _positions(self, members: list[Projector], cursor: Any = None) -> dict[Projector, int]:
+        """The members' stored positions; with `cursor`, read and locked in its transaction."""
+        marks = ", ".join("?" * len(members))
+        statement = self.db.prepare(
+            f"SELECT name, position FROM {{projection_positions}} WHERE name IN ({marks})"  # noqa: S608
+            + (" {for_update}" if cursor is not None else "")
+        )
+        names = [m.projection.name for m in members]
+        if cursor is None:
+            with self.db.transaction(commit=False) as read:
+                read.execute(statement, names)
+                rows = read.fetchall()
+        else:
+            cursor.execute(statement, names)
+            rows = cursor.fetchall()
+        found = {row["name"]: int(row["position"]) for row in rows}
+        return {m: found.get(m.projection.name, -1) for m in members}
 
 
 def positions(db: SqlDatabase) -> dict[str, int]:

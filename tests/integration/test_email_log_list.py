@@ -1,6 +1,7 @@
 """The email-log list: every filter and operator, the cursor, domain tokens, the raw message."""
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -109,6 +110,7 @@ class History:
         account: int | None = None,
     ) -> str:
         account = account or self.account
+        time.sleep(0.002)  # each in a millisecond of its own: the API shows sent_at to the ms
         origin = Origin(
             Principal(1, account, "t", account_admin(account)), stream, "api", "10.0.0.7"
         )

@@ -43,8 +43,9 @@ ORIGIN = Origin(Principal(1, 1, "t", account_admin(1)), "transactional", "api", 
 
 
 @pytest.fixture
-def sink() -> Iterator[MxSink]:
-    server = MxSink()
+def sink(request: pytest.FixtureRequest) -> Iterator[MxSink]:
+    """The MX sink; `indirect` parametrisation says whether it offers PIPELINING."""
+    server = MxSink(pipelining=getattr(request, "param", False))
     try:
         yield server
     finally:
@@ -161,6 +162,7 @@ def history(runtime: Runtime, message_id: str) -> tuple[str, list[str], dict]:
     return log["status"], [e["event_type"] for e in log["events"]], log["events"][-1]["details"]
 
 
+@pytest.mark.parametrize("sink", [False, True], ids=["one-by-one", "pipelining"], indirect=True)
 def test_outcomes_of_a_delivery_run(runtime: Runtime, dns_server: LocalDns, sink: MxSink) -> None:
     recipients = [
         "ok@sink.test",
@@ -218,6 +220,7 @@ def test_unreachable_hosts_soft_bounce_then_bounce(
     assert "Connection refused" in details["email_service_provider_response"]
 
 
+@pytest.mark.parametrize("sink", [False, True], ids=["one-by-one", "pipelining"], indirect=True)
 def test_a_server_that_stalls_times_out_softly_then_bounces(
     runtime: Runtime, dns_server: LocalDns, sink: MxSink
 ) -> None:

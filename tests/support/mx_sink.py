@@ -75,13 +75,30 @@ class _Script:
         return "250 2.0.0 Ok: queued"
 
 
+@dataclass
+class _PipeliningScript(_Script):
+    """The same answers, with PIPELINING offered (aiosmtpd reads commands one line at a time
+    from a buffered stream, so a pipelined group is answered in order)."""
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class MxSink:
-    """The sink on 127.0.0.1, an ephemeral port; `.port`, `.received`; stop with `.stop()`."""
+    """The sink on 127.0.0.1, an ephemeral port; `.port`, `.received`; stop with `.stop()`.
+    With `pipelining`, it offers PIPELINING (RFC 2920)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        pipelining: bool = False,
     ) -> None:
-        self.script = _Script()
+        self.script = _PipeliningScript() if pipelining else _Script()
         self._loop = BackgroundLoop()
         sock = socket.create_server((host, port))
         self.port = int(sock.getsockname()[1])
