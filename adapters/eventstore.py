@@ -124,6 +124,21 @@ class PostgresEventStore(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {} (sha256 text PRIMARY KEY, data bytea NOT NULL)"
             ).format(table)
         )
+        # Bodies are compressed with lz4 rather than the default pglz: about five times less
+        # CPU per message written, for a few percent more space. (PostgreSQL 14 and newer,
+        # built with lz4; elsewhere, and while the table is busy, it stays as it is.)
+        self.sql_create_statements.append(
+            SQL(
+                "DO $BODY$ BEGIN "
+                "  IF (SELECT attcompression FROM pg_attribute WHERE attrelid = {name}::regclass"
+                "      AND attname = 'data') <> 'l' THEN "
+                "    PERFORM set_config('lock_timeout', '2s', true); "
+                "    ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION lz4; "
+                "  END IF; "
+                "EXCEPTION WHEN OTHERS THEN NULL; "
+                "END $BODY$"
+            ).format(name=Literal(f'"{self.datastore.schema}"."{BLOB_TABLE}"'), table=table)
+        )
         append = Identifier(self.datastore.schema, "postline_append")
         self.sql_create_statements.append(
             SQL(

@@ -204,23 +204,6 @@ class SqlDatabase:
         )
         cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
-    def update(
-        self, cursor: Any, table: str, key: str, column: str, pairs: Sequence[tuple[Any, Any]]
-    ) -> None:
-        """Set `column` of the `{table}` rows whose `key` is each pair's first item."""
-        if not pairs:
-            return
-        if self.dialect == "sqlite":
-            statement = self.prepare(f"UPDATE {{{table}}} SET {column} = ? WHERE {key} = ?")  # noqa: S608
-            cursor.executemany(statement, [(value, k) for k, value in pairs])
-            return
-        statement = self.prepare(
-            f"UPDATE {{{table}}} AS t SET {column} = v.value "  # noqa: S608
-            f"FROM unnest(%b::text[], %b::text[]) AS v(key, value) WHERE t.{key} = v.key"
-        )
-        keys, values = zip(*pairs, strict=True)
-        cursor.execute(statement, [list(keys), list(values)])
-
 
 def views_path(events_path: str) -> str:
     """The read-model file that goes with an SQLite event store file."""

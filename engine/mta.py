@@ -82,6 +82,15 @@ class MtaSettings:
     tls: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A delivery attempt's result, to be recorded: the message, its event, its next try."""
+
+    message: QueuedMessage
+    event: Any
+    retry_at: datetime | None
+
+
 @dataclass(slots=True)
 class _Site:
     policy: SitePolicy
@@ -126,6 +135,8 @@ class Mta:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._tasks: set[asyncio.Task[None]] = set()  # routing and connections
         self._records: set[asyncio.Task[None]] = set()  # outcomes being committed
+        self._outcomes: list[_Outcome] = []  # waiting for the recorder
+        self._recorder: asyncio.Task[None] | None = None
         self._stopping = False
         # Claimed and not yet handed to a server: leases are renewed, and given back on stop.
         self._in_flight: dict[str, QueuedMessage] = {}
@@ -463,8 +474,13 @@ class Mta:
     def _record_soon(
         self, message: QueuedMessage, connection: MxConnection | None, reply: Reply
     ) -> None:
-        """Record an outcome without holding up the caller; shutting down waits for it."""
-        self._spawn(self._record(message, connection, reply), into=self._records)
+        """Record an outcome without holding up the caller: outcomes gather while the last
+        ones are being committed and go in one write; shutting down waits for them."""
+        self._outcomes.append(self._outcome(message, connection, reply))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_outcomes())
+            self._records.add(self._recorder)
+            self._recorder.add_done_callback(self._records.discard)
 
     def _provider(self, mx_host: str) -> str:
         """The mailbox provider of an MX host, from the shaping table's patterns, once per host."""
@@ -534,10 +550,10 @@ class Mta:
             return message.sender
         return f"bounces+{uuid.UUID(message.message_id).hex}@{domain}"
 
-    async def _record(
+    def _outcome(
         self, message: QueuedMessage, connection: MxConnection | None, reply: Reply
-    ) -> None:
-        """Turn a reply into the message's next event, commit it, and move the queue on."""
+    ) -> "_Outcome":
+        """The message's next event for a reply (and when to try again, if it will be)."""
         attempt = message.attempts + 1
         now = self.clock()
         message_id = uuid.UUID(message.message_id)
@@ -548,7 +564,6 @@ class Mta:
             "sending_ip": connection.sending_ip if connection else None,
             "mailbox_provider": self._provider(connection.host) if connection else None,
         }
-        retry_at = None
         if reply.accepted:
             event = follow_up(
                 Message.Delivered,
@@ -559,48 +574,74 @@ class Mta:
                 code=reply.code,
                 response=reply.message,
             )
+            return _Outcome(message, event, None)
+        parsed = parse_reply(reply.code, reply.message)
+        failure = {
+            "code": reply.code,
+            "enhanced_code": parsed.enhanced,
+            "response": str(parsed),
+            "bounce_category": self.rules.category(parsed),
+        }
+        retry_at = None
+        if not parsed.permanent:
+            retry_at = self.schedule.next_attempt(
+                attempt, message.accepted_at, now, random.random()
+            )
+        if retry_at is None:
+            event = follow_up(Message.Bounced, message_id, version, now, **where, **failure)
         else:
-            parsed = parse_reply(reply.code, reply.message)
-            failure = {
-                "code": reply.code,
-                "enhanced_code": parsed.enhanced,
-                "response": str(parsed),
-                "bounce_category": self.rules.category(parsed),
-            }
-            if not parsed.permanent:
-                retry_at = self.schedule.next_attempt(
-                    attempt, message.accepted_at, now, random.random()
-                )
-            if retry_at is None:
-                event = follow_up(Message.Bounced, message_id, version, now, **where, **failure)
-            else:
-                event = follow_up(
-                    Message.SoftBounced,
-                    message_id,
-                    version,
-                    now,
-                    **where,
-                    **failure,
-                    next_attempt_at=retry_at,
-                )
+            event = follow_up(
+                Message.SoftBounced,
+                message_id,
+                version,
+                now,
+                **where,
+                **failure,
+                next_attempt_at=retry_at,
+            )
+        return _Outcome(message, event, retry_at)
+
+    async def _record_outcomes(self) -> None:
+        """Commit the outcomes gathered so far, in one write, and move the queue on; again
+        while more came meanwhile. A conflict (another worker recorded one of them) sends
+        them one by one; a store that is down leaves them to their leases."""
+        while self._outcomes:
+            outcomes, self._outcomes = self._outcomes, []
+            try:
+                await self.runtime.committer.commit([o.event for o in outcomes])
+                recorded = outcomes
+            except Conflict:
+                recorded = [o for o in outcomes if await self._commit_alone(o)]
+            except StoreUnavailable as error:
+                log.warning("outcomes of %d messages not recorded: %s", len(outcomes), error)
+                recorded = []
+            for outcome in recorded:
+                message, retry_at = outcome.message, outcome.retry_at
+                if retry_at is None:
+                    self._finished.append(message.message_id)
+                else:
+                    self._retries.append(
+                        (message.message_id, retry_at, message.attempts + 1, message.version + 1)
+                    )
+                if isinstance(outcome.event, Message.Delivered):
+                    self.delivered += 1
+                elif retry_at is None:
+                    self.bounced += 1
+                else:
+                    self.soft_bounced += 1
+            for outcome in outcomes:
+                self._forget(outcome.message)
+
+    async def _commit_alone(self, outcome: "_Outcome") -> bool:
         try:
-            await self.runtime.committer.commit([event])
+            await self.runtime.committer.commit([outcome.event])
         except Conflict:
-            log.info("message %s: another worker recorded this attempt", message.message_id)
+            log.info("message %s: another worker recorded this attempt", outcome.message.message_id)
         except StoreUnavailable as error:
-            log.warning("outcome of %s not recorded: %s", message.message_id, error)
+            log.warning("outcome of %s not recorded: %s", outcome.message.message_id, error)
         else:
-            if retry_at is None:
-                self._finished.append(message.message_id)
-            else:
-                self._retries.append((message.message_id, retry_at, attempt, version))
-            if reply.accepted:
-                self.delivered += 1
-            elif retry_at is None:
-                self.bounced += 1
-            else:
-                self.soft_bounced += 1
-        self._forget(message)
+            return True
+        return False
 
     async def _flush_forever(self) -> None:
         renewed = self.clock()

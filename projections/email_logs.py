@@ -40,6 +40,13 @@ ATTEMPT_COLUMNS = (  # the latest delivery attempt's, which the list's filters l
     ("email_service_provider", "text"),
     ("provider_response", "text"),
 )
+# a message's status (None: unchanged) and latest attempt (`attempt` false: unchanged)
+CHANGE_COLUMNS = (
+    ("message_id", "text"),
+    ("status", "text"),
+    *ATTEMPT_COLUMNS[1:],
+    ("attempt", "boolean"),
+)
 COUNT_COLUMNS = (("message_id", "text"), ("opens", "integer"), ("clicks", "integer"))
 HISTORY_COLUMNS = (
     ("message_id", "text"),
@@ -189,16 +196,29 @@ class EmailLogs:
         ]
         db.insert(cursor, "email_logs", _INSERT_COLUMNS, rows, "ON CONFLICT DO NOTHING")
         db.insert(cursor, "email_log_events", HISTORY_COLUMNS, history, "ON CONFLICT DO NOTHING")
-        db.update(cursor, "email_logs", "message_id", "status", list(statuses.items()))
+        # Messages accepted before: status and latest attempt in one update each (a delivery
+        # changes both; two updates would write the row twice).
+        changes = [
+            (m, statuses.get(m), *attempts.get(m, _NO_ATTEMPT)[1:], m in attempts)
+            for m in statuses.keys() | attempts.keys()
+        ]
         db.execute_each(
             cursor,
-            list(attempts.values()),
-            ATTEMPT_COLUMNS,
-            sqlite="UPDATE {email_logs} SET sending_ip = ?2, recipient_mx = ?3,"
-            " email_service_provider = ?4, provider_response = ?5 WHERE message_id = ?1",
-            postgres="UPDATE {email_logs} AS t SET sending_ip = v.sending_ip,"
-            " recipient_mx = v.recipient_mx, email_service_provider = v.email_service_provider,"
-            " provider_response = v.provider_response"
+            changes,
+            CHANGE_COLUMNS,
+            sqlite="UPDATE {email_logs} SET status = COALESCE(?2, status),"
+            " sending_ip = CASE WHEN ?7 THEN ?3 ELSE sending_ip END,"
+            " recipient_mx = CASE WHEN ?7 THEN ?4 ELSE recipient_mx END,"
+            " email_service_provider = CASE WHEN ?7 THEN ?5 ELSE email_service_provider END,"
+            " provider_response = CASE WHEN ?7 THEN ?6 ELSE provider_response END"
+            " WHERE message_id = ?1",
+            postgres="UPDATE {email_logs} AS t SET status = COALESCE(v.status, t.status),"
+            " sending_ip = CASE WHEN v.attempt THEN v.sending_ip ELSE t.sending_ip END,"
+            " recipient_mx = CASE WHEN v.attempt THEN v.recipient_mx ELSE t.recipient_mx END,"
+            " email_service_provider = CASE WHEN v.attempt THEN v.email_service_provider"
+            " ELSE t.email_service_provider END,"
+            " provider_response = CASE WHEN v.attempt THEN v.provider_response"
+            " ELSE t.provider_response END"
             " FROM {rows} WHERE t.message_id = v.message_id",
         )
         db.execute_each(
