@@ -2,7 +2,7 @@
 
     python bench/run.py [--scenarios api-send,api-batch,smtp-ingest,relay-e2e,replay]
                         [--setups postgres/1+projector,...] [--duration 10] [--smtp-messages N]
-                        [--replay-events N]
+                        [--replay-events N] [--relay-rounds N]
 
 Scenarios
   api-send   64 concurrent connections, POST /api/send, one recipient per message.
@@ -20,8 +20,10 @@ Scenarios
 
   relay-e2e  smtp-source -d (16 sessions, 10,000 messages of 5 KB) -> Postline's trusted port
              -> MX resolved through a local DNS server -> Postfix's smtp-sink; the time until
-             the sink has every message, with DKIM off and on. Peer: a throwaway Postfix
-             relaying the same load to the same sink.
+             the sink has every message. Peer: a throwaway Postfix relaying the same load to
+             the same sink. Postline (DKIM off) and Postfix take turns, `--relay-rounds` runs
+             each (default 3), each starting when the other side is idle; the medians are
+             compared. Then one run with DKIM on.
 
   replay     `postline replay`'s rebuild of every read model (projections.replay) over a
              history of 1,000,000 events (`--replay-events`) in a PostgreSQL schema: messages
@@ -58,6 +60,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import smtp
@@ -568,53 +571,48 @@ RELAY_GOAL = "≥ 2 times Postfix end to end (DKIM off), every message at the si
 RELAY_DOMAIN = "sink.test"
 
 
-def run_relay_scenario(setup: str, work: Path, messages: int) -> dict:
-    """relay-e2e: smtp-source -> Postline -> MX via local DNS -> smtp-sink, and via Postfix."""
-    store, workers, split = parse_setup(setup)
+def run_relay_scenario(setup: str, work: Path, messages: int, rounds: int = 3) -> dict:
+    """relay-e2e: smtp-source -> Postline -> MX via local DNS -> smtp-sink, and via Postfix.
+
+    Postline (DKIM off) and Postfix take turns, `rounds` times each, each run starting once the
+    other side is idle (Postline's read models caught up): a machine that slows down or speeds
+    up meanwhile weighs on both. The figures are the medians; then one run with DKIM on.
+    """
+    store, workers, _ = parse_setup(setup)
     sink = smtp.SmtpSink()
     mx_host = f"mx.{RELAY_DOMAIN}"
     dns = LocalDns(Zone(mx={RELAY_DOMAIN: [(10, mx_host + ".")]}, a={mx_host: ["127.0.0.1"]}))
     figures: dict[str, dict | None] = {}
     try:
-        for dkim_on in (False, True):
-            label = "postline_dkim" if dkim_on else "postline"
-            data_dir, schema, url = fresh_store(f"relay-{label}", setup, store, work)
-            mta_env = {
-                "POSTLINE_DNS_NAMESERVERS": f"127.0.0.1:{dns.port}",
-                "POSTLINE_MX_PORT": str(sink.port),
-            }
-            if dkim_on:
-                mta_env["POSTLINE_DKIM_KEYS"] = str(dkim_keys(data_dir))
-            # The sink is one site: shape it as Postfix treats a destination by default (20
-            # connections, no message rate), not as a mailbox provider.
-            shaping = data_dir / "shaping.toml"
-            shaping.write_text(
-                '[default]\nconnection_limit = 20\nmax_message_rate = ""\n'
-                "max_deliveries_per_connection = 1000\n"
-            )
-            mta_env["POSTLINE_SHAPING"] = str(shaping)
-            server = Server(url, data_dir, workers, split, smtp=True, mta_env=mta_env)
-            try:
-                figures[label] = relay_run(sink, server.smtp_port, messages)
-            finally:
-                server.stop()
-                if store == "postgres":
-                    pg_schema("drop", schema)
         try:
             postfix: smtp.Postfix | None = smtp.Postfix(relay_to=sink.port)
         except RuntimeError as error:
             postfix, figures["postfix_problem"] = None, str(error)  # type: ignore[assignment]
-        if postfix is not None:
-            try:
-                figures["postfix"] = relay_run(sink, postfix.port, messages)
-            finally:
+        try:
+            with relay_server(setup, work, dns, sink, dkim=False) as (server, settle):
+                relay_warm(sink, server.smtp_port)
+                if postfix is not None:
+                    relay_warm(sink, postfix.port)
+                ours, theirs = [], []
+                for _ in range(rounds):
+                    ours.append(relay_run(sink, server.smtp_port, messages))
+                    settle()
+                    if postfix is not None:
+                        theirs.append(relay_run(sink, postfix.port, messages))
+                figures["postline"] = median_run(ours)
+                figures["postfix"] = median_run(theirs) if theirs else None
+        finally:
+            if postfix is not None:
                 postfix.stop()
+        with relay_server(setup, work, dns, sink, dkim=True) as (server, _):
+            relay_warm(sink, server.smtp_port)
+            figures["postline_dkim"] = relay_run(sink, server.smtp_port, messages)
     finally:
         dns.stop()
         sink.stop()
-    ours = figures["postline"]
+    ours_figure = figures["postline"]
     peer = figures.get("postfix")
-    ratio = round(ours["messages_per_s"] / peer["messages_per_s"], 2) if peer else None  # type: ignore[index]
+    ratio = round(ours_figure["messages_per_s"] / peer["messages_per_s"], 2) if peer else None  # type: ignore[index]
     complete = all(f["complete"] for k, f in figures.items() if isinstance(f, dict))
     return {
         "scenario": "relay-e2e",
@@ -622,6 +620,7 @@ def run_relay_scenario(setup: str, work: Path, messages: int) -> dict:
         "setup": setup,
         "workers": workers,
         "messages": messages,
+        "rounds": rounds,
         "figures": figures,
         "ratio_to_postfix": ratio,
         "durable": complete,
@@ -630,12 +629,47 @@ def run_relay_scenario(setup: str, work: Path, messages: int) -> dict:
     }
 
 
-def relay_run(sink: "smtp.SmtpSink", port: int, messages: int) -> dict:
-    """Warm up, then time `messages` from the first SMTP command until the sink has them all."""
-    warm = min(1000, messages)
+@contextlib.contextmanager
+def relay_server(
+    setup: str, work: Path, dns: LocalDns, sink: "smtp.SmtpSink", *, dkim: bool
+) -> Iterator[tuple[Server, Callable[[], float]]]:
+    """Postline delivering to `sink` through `dns`, and a function that waits until its read
+    models have caught up with what it took."""
+    store, workers, split = parse_setup(setup)
+    label = "postline_dkim" if dkim else "postline"
+    data_dir, schema, url = fresh_store(f"relay-{label}", setup, store, work)
+    mta_env = {
+        "POSTLINE_DNS_NAMESERVERS": f"127.0.0.1:{dns.port}",
+        "POSTLINE_MX_PORT": str(sink.port),
+    }
+    if dkim:
+        mta_env["POSTLINE_DKIM_KEYS"] = str(dkim_keys(data_dir))
+    # The sink is one site: shape it as Postfix treats a destination by default (20
+    # connections, no message rate), not as a mailbox provider.
+    shaping = data_dir / "shaping.toml"
+    shaping.write_text(
+        '[default]\nconnection_limit = 20\nmax_message_rate = ""\n'
+        "max_deliveries_per_connection = 1000\n"
+    )
+    mta_env["POSTLINE_SHAPING"] = str(shaping)
+    server = Server(url, data_dir, workers, split, smtp=True, mta_env=mta_env)
+    try:
+        yield server, lambda: read_model_lag(store, schema, data_dir)
+    finally:
+        server.stop()
+        if store == "postgres":
+            pg_schema("drop", schema)
+
+
+def relay_warm(sink: "smtp.SmtpSink", port: int, messages: int = 1000) -> None:
+    """A first load through a fresh server (connections, caches, the first batches)."""
     base = sink.messages
-    smtp.smtp_source(port, warm, reuse=True, recipient=f"rcpt@{RELAY_DOMAIN}")
-    sink.wait_for(base + warm, 120)
+    smtp.smtp_source(port, messages, reuse=True, recipient=f"rcpt@{RELAY_DOMAIN}")
+    sink.wait_for(base + messages, 120)
+
+
+def relay_run(sink: "smtp.SmtpSink", port: int, messages: int) -> dict:
+    """Time `messages` from the first SMTP command until the sink has them all."""
     base = sink.messages
     start = time.perf_counter()
     ingest = smtp.smtp_source(port, messages, reuse=True, recipient=f"rcpt@{RELAY_DOMAIN}")
@@ -647,6 +681,16 @@ def relay_run(sink: "smtp.SmtpSink", port: int, messages: int) -> dict:
         "messages_per_s": round(messages / seconds, 1) if seconds != float("inf") else 0.0,
         "complete": ingest["ok"] and seconds != float("inf"),
         "errors": ingest["errors"],
+    }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median throughput, with every run's figure beside it."""
+    middle = sorted(runs, key=lambda r: r["messages_per_s"])[len(runs) // 2]
+    return {
+        **middle,
+        "complete": all(r["complete"] for r in runs),
+        "runs_messages_per_s": [r["messages_per_s"] for r in runs],
     }
 
 
@@ -693,10 +737,14 @@ def dkim_keys(data_dir: Path) -> Path:
 def relay_summary(r: dict) -> str:
     f = r["figures"]
     postfix = f.get("postfix")
-    peer = f"{postfix['messages_per_s']:,.0f}" if postfix else "n/a"
+    runs = ", ".join(f"{x:,.0f}" for x in f["postline"].get("runs_messages_per_s", []))
+    peer = "n/a"
+    if postfix:
+        peer_runs = ", ".join(f"{x:,.0f}" for x in postfix.get("runs_messages_per_s", []))
+        peer = f"{postfix['messages_per_s']:,.0f} ({peer_runs})"
     return (
         f"relay-e2e  {r['setup']:<20} postline {f['postline']['messages_per_s']:>7,.0f} msgs/s "
-        f"(with DKIM {f['postline_dkim']['messages_per_s']:,.0f}) | postfix {peer} | "
+        f"({runs}; with DKIM {f['postline_dkim']['messages_per_s']:,.0f}) | postfix {peer} | "
         f"x postfix {r['ratio_to_postfix']} | complete {r['durable']} | goal met: {r['goal_met']}"
     )
 
@@ -715,6 +763,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--smtp-messages", type=int, default=10_000, help="messages per smtp-source run"
+    )
+    parser.add_argument(
+        "--relay-rounds",
+        type=int,
+        default=3,
+        help="relay-e2e: runs of Postline and of Postfix, in turns; medians are compared",
     )
     parser.add_argument(
         "--setups",
@@ -755,7 +809,9 @@ def main() -> int:
                     result = run_smtp_scenario(setup, Path(tmp), args.smtp_messages)
                     print(smtp_summary(result), flush=True)
                 elif name == "relay-e2e":
-                    result = run_relay_scenario(setup, Path(tmp), args.smtp_messages)
+                    result = run_relay_scenario(
+                        setup, Path(tmp), args.smtp_messages, max(1, args.relay_rounds)
+                    )
                     print(relay_summary(result), flush=True)
                 else:
                     result = run_scenario(name, setup, args.duration, args.warmup, Path(tmp))
