@@ -129,11 +129,15 @@ class PostgresEventStore(PostgresApplicationRecorder):
         # built with lz4; elsewhere, and while the table is busy, it stays as it is.)
         self.sql_create_statements.append(
             SQL(
-                "DO $BODY$ BEGIN "
+                "DO $BODY$ DECLARE previous text := current_setting('lock_timeout'); BEGIN "
                 "  IF (SELECT attcompression FROM pg_attribute WHERE attrelid = {name}::regclass"
                 "      AND attname = 'data') <> 'l' THEN "
                 "    PERFORM set_config('lock_timeout', '2s', true); "
-                "    ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION lz4; "
+                "    BEGIN "
+                "      ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION lz4; "
+                "    EXCEPTION WHEN OTHERS THEN NULL; "
+                "    END; "
+                "    PERFORM set_config('lock_timeout', previous, true); "
                 "  END IF; "
                 "EXCEPTION WHEN OTHERS THEN NULL; "
                 "END $BODY$"

@@ -136,6 +136,12 @@ class _Replies(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    @property
+    def pending(self) -> bool:
+        """Whether the server said something nobody asked for (or closed): a session where
+        the next reply read would not be the next command's."""
+        return bool(self._lost or self._replies or self._lines or self._buffer)
+
     def discard(self) -> bool:
         """Drop whatever was received and not yet read; whether there was anything."""
         had = bool(self._buffer or self._lines or self._replies)
@@ -189,8 +195,10 @@ class MxConnection:
     ) -> "MxConnection":
         """Connect to the first address of `host` that answers; ConnectFailed otherwise.
 
-        `timeout` bounds the connection and each step of the greeting; `command_timeout` each
-        step of a transaction (RFC 5321 §4.5.3.2 allows 10 minutes after the data).
+        `timeout` bounds the connection, and then the greeting, EHLO and STARTTLS together
+        (a TLS handshake that stalls fails the connection); `command_timeout` each of the two
+        steps of a transaction, the envelope and the message (RFC 5321 §4.5.3.2 allows 10
+        minutes after the data).
         """
         last = Reply(None, f"No address to connect to for {host}")
         for address in addresses:
@@ -245,6 +253,9 @@ class MxConnection:
         except (SessionLost, OSError) as error:
             connection.abort()
             raise ConnectFailed(Reply(None, f"Cannot connect to {where}: {error}")) from None
+        except asyncio.CancelledError:
+            connection.abort()
+            raise
         connection.abort()
         return await cls._connect(host, address, port, helo, timeout, tls=False)
 
@@ -281,17 +292,34 @@ class MxConnection:
         """One transaction: the reply for each recipient.
 
         A refused transaction leaves the session usable (RSET), except after 421 (the server
-        is closing), a timeout or a broken connection.
+        is closing), a timeout or a broken connection. An address the server could not be
+        sent (SMTPUTF8 it does not offer, a control character) is refused here.
         """
-        self.deliveries += 1
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         if utf8 and "smtputf8" not in self.extensions:
             return dict.fromkeys(
                 recipients, Reply(553, "5.6.7 The server does not support SMTPUTF8 addresses")
             )
-        for address in (sender, *recipients):
-            if _CONTROL.search(address):  # it would end the command early: never sent
-                return dict.fromkeys(recipients, Reply(553, f"5.1.3 Bad address: {address!r}"))
+        if _CONTROL.search(sender):  # it would end the command early: never sent
+            return dict.fromkeys(recipients, Reply(553, f"5.1.7 Bad sender address: {sender!r}"))
+        refused = {
+            r: Reply(553, f"5.1.3 Bad recipient address: {r!r}")
+            for r in recipients
+            if _CONTROL.search(r)
+        }
+        targets = [r for r in recipients if r not in refused]
+        if not targets:
+            return refused
+        self.deliveries += 1
+        try:
+            return {**await self._transaction(sender, targets, data, utf8), **refused}
+        except asyncio.CancelledError:
+            self.broken = True  # cut off mid-transaction: the session is in no known state
+            raise
+
+    async def _transaction(
+        self, sender: str, recipients: list[str], data: bytes, utf8: bool
+    ) -> dict[str, Reply]:
         payload = wire_data(data)
         mail = b"MAIL " + _path(b"FROM", sender)
         if utf8:
@@ -391,14 +419,14 @@ class MxConnection:
                 self.broken = True
             finally:
                 self._replies.disarm()
-        if reply is None or reply.code == 354:
-            return replies
+        if reply is None or reply.code == 354:  # (every recipient refused already, normally)
+            reply = Reply(None, f"{self.host}[{self.address}] ended the transaction out of turn")
         return {r: replies.get(r, reply) for r in recipients}
 
     @property
     def usable(self) -> bool:
         """Still open, and not left in a state where another transaction would fail."""
-        return not self.broken and not self._transport.is_closing()
+        return not (self.broken or self._transport.is_closing() or self._replies.pending)
 
     def abort(self) -> None:
         self.broken = True

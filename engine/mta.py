@@ -53,8 +53,8 @@ from projections.delivery_queue import QueuedMessage, Retry, claim, release, ren
 
 log = logging.getLogger("postline.mta")
 
-# Heads and bodies up to this size are read with the batch that claims them: a full batch of
-# the largest fits the blob cache (engine.blobs), so none is dropped before it is sent.
+# Heads and bodies up to this size are read with the batch that claims them; the blob cache
+# (engine.blobs) holds them for every message in flight, so none is dropped before it is sent.
 READ_AHEAD_BYTES = 16 * 1024
 
 
@@ -144,7 +144,8 @@ class Mta:
         self._wake = asyncio.Event()
         self._finished: list[str] = []
         self._retries: list[Retry] = []
-        self._blobs = BlobReader(self._read_blobs)
+        in_flight = 2 * READ_AHEAD_BYTES * self.settings.max_in_flight  # (64 MiB by default)
+        self._blobs = BlobReader(self._read_blobs, cache_bytes=max(16 * 2**20, in_flight))
         self._providers: dict[str, str] = {}
         self._tracked: dict[str, tuple[bool, bool]] = {}  # domain -> (opens, clicks)
         self.delivered = 0  # outcomes recorded by this worker
@@ -272,8 +273,9 @@ class Mta:
         shas = [sha for message in batch for sha in (message.head, message.body)]
         try:
             return batch, self.runtime.store.get_blobs(shas, max_bytes=READ_AHEAD_BYTES)
-        except StoreUnavailable:
-            return batch, {}  # each is read when its message goes
+        except Exception as error:  # the batch is claimed: each is read when its message goes
+            log.warning("messages not read ahead: %s", error)
+            return batch, {}
 
     def _spawn(self, work: Any, into: set[asyncio.Task[None]] | None = None) -> None:
         tasks = self._tasks if into is None else into
@@ -476,7 +478,12 @@ class Mta:
     ) -> None:
         """Record an outcome without holding up the caller: outcomes gather while the last
         ones are being committed and go in one write; shutting down waits for them."""
-        self._outcomes.append(self._outcome(message, connection, reply))
+        try:
+            self._outcomes.append(self._outcome(message, connection, reply))
+        except Exception:  # a bug: its lease runs out, and it is tried again
+            log.exception("outcome of %s not recorded", message.message_id)
+            self._forget(message)
+            return
         if self._recorder is None or self._recorder.done():
             self._recorder = asyncio.create_task(self._record_outcomes())
             self._records.add(self._recorder)
@@ -608,12 +615,9 @@ class Mta:
         while self._outcomes:
             outcomes, self._outcomes = self._outcomes, []
             try:
-                await self.runtime.committer.commit([o.event for o in outcomes])
-                recorded = outcomes
-            except Conflict:
-                recorded = [o for o in outcomes if await self._commit_alone(o)]
-            except StoreUnavailable as error:
-                log.warning("outcomes of %d messages not recorded: %s", len(outcomes), error)
+                recorded = await self._commit_outcomes(outcomes)
+            except Exception:  # a bug: their leases run out, and they are tried again
+                log.exception("outcomes of %d messages not recorded", len(outcomes))
                 recorded = []
             for outcome in recorded:
                 message, retry_at = outcome.message, outcome.retry_at
@@ -631,6 +635,18 @@ class Mta:
                     self.soft_bounced += 1
             for outcome in outcomes:
                 self._forget(outcome.message)
+
+    async def _commit_outcomes(self, outcomes: list["_Outcome"]) -> list["_Outcome"]:
+        """Commit outcomes in one write; those recorded (all, unless some conflict)."""
+        try:
+            await self.runtime.committer.commit([o.event for o in outcomes])
+        except Conflict:
+            alone = await asyncio.gather(*(self._commit_alone(o) for o in outcomes))
+            return [o for o, recorded in zip(outcomes, alone, strict=True) if recorded]
+        except StoreUnavailable as error:
+            log.warning("outcomes of %d messages not recorded: %s", len(outcomes), error)
+            return []
+        return outcomes
 
     async def _commit_alone(self, outcome: "_Outcome") -> bool:
         try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, OperationalError
+from eventsourcing.persistence import Notification, PersistenceError
 
 from adapters.sql import SqlDatabase
 
@@ -209,16 +209,36 @@ class ProjectorGroup:
 
     def run_once(self, members: Sequence[Projector] | None = None) -> int:
         """Apply the next batch to `members` (all by default); returns how far the position
-        of the member that moved furthest moved (in ids)."""
+        of the member that moved furthest moved (in ids).
+
+        Members that are level (the usual case: they move together) share a batch. One that
+        fell behind (added by an upgrade, or back from a failure) catches up in batches of
+        its own, after the others' batch, so it never holds them up.
+        """
         now = time.monotonic()
         members = [
             m for m in (self.projectors if members is None else members) if m._retry_at <= now
         ]
         if not members:
             return 0
-        stored = self._positions(members)
+        stored = self._positions(members)  # (a store that is down raises here)
+        members = [m for m in members if stored[m] >= 0]  # (no position row: no schema yet)
         starts = {m: max(stored[m], m._seen) for m in members}
-        start = min(starts.values())
+        if not starts:
+            return 0
+        lead = max(starts.values())
+        leaders = [m for m in members if starts[m] == lead]
+        behind = [m for m in members if starts[m] < lead]
+        moved = self._step(leaders, stored, starts)
+        if behind:
+            moved = max(moved, self._step(behind, stored, starts))
+        return moved
+
+    def _step(
+        self, members: list[Projector], stored: dict[Projector, int], starts: dict[Projector, int]
+    ) -> int:
+        """One batch of the log for `members`, from the earliest of their starts."""
+        start = min(starts[m] for m in members)
         head = self.app.recorder.max_notification_id() or 0
         if head <= start:  # the log stopped growing: write down what was skipped
             behind = {m: (starts[m], []) for m in members if stored[m] < starts[m]}
@@ -247,18 +267,19 @@ class ProjectorGroup:
         if idle and not any(events for _, events in work.values()):
             for m in work:
                 m._seen = end
-        elif not self._write(stored, work):
-            return 0
-        return max(end - starts[m] for m in work)
+        else:
+            moved = self._write(stored, work)
+            work = {m: work[m] for m in moved}
+        return max((end - starts[m] for m in work), default=0)
 
     def _write(
         self, stored: dict[Projector, int], work: dict[Projector, tuple[int, list[Any]]]
     ) -> list[Projector]:
         """Apply each member's events and move its position (`work`: member -> (end, events)),
         in one transaction; returns the members moved. A member whose position moved since
-        `stored` was read is left out (it rereads). If the transaction fails for another
-        reason than the store, the members try one by one: the failure stays with the read
-        model at fault, which is retried with its next batch."""
+        `stored` was read is left out (it rereads). If the transaction fails, the members try
+        one by one, so the failure stays with the read model at fault, which sits out
+        FAILED_RETRY_SECONDS and is then retried with the batch it failed."""
         try:
             with self.db.transaction() as cursor:
                 now = self._positions(list(work), cursor)
@@ -268,25 +289,20 @@ class ProjectorGroup:
                         m.projection.apply(self.db, cursor, work[m][1])
                 updates = [(work[m][0], m.projection.name) for m in moved]
                 cursor.executemany(self._update_position, updates)
-        except OperationalError:
-            raise  # the store: every member would fail alike
-        except Exception:
-            if len(work) == 1:
-                raise
-            moved = []
-            for m, item in work.items():
-                try:
-                    moved += self._write(stored, {m: item})
-                except OperationalError:
-                    raise
-                except Exception:
-                    log.exception(
-                        "read model %s failed; retrying in %.0f s",
-                        m.projection.name,
-                        FAILED_RETRY_SECONDS,
-                    )
-                    m._retry_at = time.monotonic() + FAILED_RETRY_SECONDS
-            return moved
+        except Exception as error:
+            if len(work) > 1:
+                return [m for item in work.items() for m in self._write(stored, dict([item]))]
+            (m,) = work
+            name = m.projection.name
+            if isinstance(error, PersistenceError):  # the store, most likely: no traceback
+                log.warning("read model %s paused %.0f s: %s", name, FAILED_RETRY_SECONDS, error)
+            else:
+                log.exception(
+                    "read model %s failed; retrying in %.0f s", name, FAILED_RETRY_SECONDS
+                )
+            m._retry_at = time.monotonic() + FAILED_RETRY_SECONDS
+            m._seen = 0
+            return []
         self._written_at = time.monotonic()
         for m in work:
             # one whose position moved under it rereads from there

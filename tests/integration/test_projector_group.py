@@ -124,3 +124,64 @@ def test_a_failing_read_model_holds_up_only_itself(
     together = checksums(runtime)
     rebuild(runtime.projectors)
     assert checksums(runtime) == together
+
+
+def test_a_read_model_that_keeps_failing_does_not_hold_up_the_others(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    record(runtime, account)
+    stats = runtime.stats.projection
+    original = stats.apply
+
+    def broken(db: Any, cursor: Any, events: list[tuple[int, Any]]) -> None:
+        raise RuntimeError("a bug in the stats")
+
+    stats.apply = broken  # type: ignore[method-assign]
+    group = runtime.read_models
+    group.batch_size = 3
+    head = runtime.store.head()
+    others = [p for p in runtime.projectors if p is not runtime.stats]
+    try:
+        for _ in range(200):  # each round as if its time to sit out had passed
+            runtime.stats._retry_at = 0.0
+            group.run_once()
+            if all(p.position() == head for p in others):
+                break
+    finally:
+        stats.apply = original  # type: ignore[method-assign]
+    assert all(p.position() == head for p in others)
+    assert runtime.stats.position() == 0
+    runtime.stats._retry_at = 0.0
+    follow(runtime, batch_size=3)
+    together = checksums(runtime)
+    rebuild(runtime.projectors)
+    assert checksums(runtime) == together
+
+
+def test_a_read_model_far_behind_catches_up_without_holding_up_the_others(
+    runtime: Runtime, account: tuple[int, str]
+) -> None:
+    history = record(runtime, account)
+    follow(runtime)
+    # As after an upgrade that adds a read model: the stats start from the beginning.
+    db = runtime.store.db
+    with db.transaction() as cursor:
+        for table in runtime.stats.projection.tables:
+            cursor.execute(db.prepare(f"DELETE FROM {{{table}}}"))
+        cursor.execute(
+            db.prepare("UPDATE {projection_positions} SET position = 0 WHERE name = 'stats'")
+        )
+    runtime.stats._seen = 0
+    level = runtime.store.head()
+    history.outcomes(history.send(*(f"late{n}@example.com" for n in range(4))))
+    for process in runtime.processes:
+        process.catch_up()
+
+    runtime.read_models.batch_size = 3
+    runtime.read_models.run_once()
+    assert runtime.email_logs.position() > level  # not waiting for the stats
+    assert 0 < runtime.stats.position() < level  # which took a batch of their own
+    follow(runtime, batch_size=3)
+    together = checksums(runtime)
+    rebuild(runtime.projectors)
+    assert checksums(runtime) == together

@@ -23,6 +23,7 @@ class ScriptedServer:
         self.chunks: list[bytes] = []
         self.messages: list[bytes] = []
         self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
         self.port = 0
 
     async def __aenter__(self) -> "ScriptedServer":
@@ -36,6 +37,7 @@ class ScriptedServer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.writers.append(writer)
         writer.write(self.greeting)
         buffer, in_data = b"", False
         try:
@@ -65,7 +67,8 @@ class ScriptedServer:
                         return
                     in_data = line == b"DATA" and reply.startswith(b"354")
         except ConnectionError:
-            pass
+            writer.transport.abort()
+            return
         writer.close()
 
 
@@ -268,10 +271,59 @@ def test_a_server_that_never_answers_the_data_times_out() -> None:
 
 def test_control_characters_in_an_address_never_reach_the_wire() -> None:
     server = ScriptedServer(esmtp("PIPELINING"))
+    bad = "a@y.test\r\nRCPT TO:<evil@z.test>"
 
     async def work(connection: MxConnection) -> Any:
-        return await connection.send("s@x.test", ["a@y.test\r\nRCPT TO:<evil@z.test>"], MESSAGE)
+        return await connection.send("s@x.test", [bad, "b@y.test"], MESSAGE)
 
-    (reply,) = run(server, work).values()
-    assert reply.code == 553
+    replies = run(server, work)
+    assert (replies[bad].code, replies["b@y.test"].code) == (553, 250)  # only it is refused
     assert not any(b"evil" in chunk for chunk in server.chunks)
+    assert len(server.messages) == 1
+
+
+def test_421_to_a_recipient_in_a_pipelined_envelope_ends_the_session() -> None:
+    server = ScriptedServer(
+        esmtp("PIPELINING", refuse={b"RCPT TO:<b@": b"421 4.7.0 Too many errors\r\n"})
+    )
+
+    async def work(connection: MxConnection) -> Any:
+        replies = await connection.send("s@x.test", ["a@y.test", "b@y.test"], MESSAGE)
+        return replies, connection.usable
+
+    replies, usable = run(server, work)
+    assert {r: reply.code for r, reply in replies.items()} == {"a@y.test": 421, "b@y.test": 421}
+    assert not usable
+    assert server.messages == []
+
+
+def test_a_server_that_hangs_up_mid_envelope_gives_no_reply_and_no_session() -> None:
+    def answer(line: bytes) -> bytes:
+        if line.startswith(b"RCPT"):
+            raise ConnectionResetError  # the server goes away without a word
+        return esmtp("PIPELINING")(line)
+
+    server = ScriptedServer(answer)
+
+    async def work(connection: MxConnection) -> Any:
+        return await connection.send("s@x.test", ["a@y.test"], MESSAGE), connection.usable
+
+    replies, usable = run(server, work)
+    assert replies["a@y.test"].code is None
+    assert "Connection" in replies["a@y.test"].message
+    assert not usable
+
+
+def test_a_reply_nobody_asked_for_makes_the_session_unusable() -> None:
+    server = ScriptedServer(esmtp("PIPELINING"))
+
+    async def work(connection: MxConnection) -> Any:
+        first = await connection.send("s@x.test", ["a@y.test"], MESSAGE)
+        before = connection.usable
+        for writer in server.writers:  # the server times the idle session out on its own
+            writer.write(b"421 4.4.2 Idle for too long\r\n")
+        await asyncio.sleep(0.1)
+        return first, before, connection.usable
+
+    first, before, after = run(server, work)
+    assert (first["a@y.test"].code, before, after) == (250, True, False)
