@@ -104,16 +104,7 @@ class Projector:
                 self._write(stored, start, [])
             return 0
         topics = self._topics_now()
-        notifications: list[Notification] = list(
-            self.app.recorder.select_notifications(
-                start=start,
-                limit=self.batch_size,
-                stop=head,
-                topics=topics,
-                inclusive_of_start=False,
-            )
-        )
-        end = notifications[-1].id if len(notifications) >= self.batch_size else head
+        notifications, end = read_batch(self.app, start, head, topics, self.batch_size)
         if topics is not self._topics:  # narrowed: stop after an event that may widen them
             widening = self.projection.widening_topics  # type: ignore[attr-defined]
             for index, notification in enumerate(notifications):
@@ -246,16 +237,7 @@ class ProjectorGroup:
                 self._write(stored, behind)
             return 0
         topics = sorted(frozenset().union(*(m.projection.topics for m in members)))
-        notifications: list[Notification] = list(
-            self.app.recorder.select_notifications(
-                start=start,
-                limit=self.batch_size,
-                stop=head,
-                topics=topics,
-                inclusive_of_start=False,
-            )
-        )
-        end = notifications[-1].id if len(notifications) >= self.batch_size else head
+        notifications, end = read_batch(self.app, start, head, topics, self.batch_size)
         to_domain_event = self.app.mapper.to_domain_event
         decoded = [(n.id, n.topic, to_domain_event(n)) for n in notifications]
         work: dict[Projector, tuple[int, list[tuple[int, Any]]]] = {}
@@ -327,6 +309,20 @@ class ProjectorGroup:
             rows = cursor.fetchall()
         found = {row["name"]: int(row["position"]) for row in rows}
         return {m: found.get(m.projection.name, -1) for m in members}
+
+
+def read_batch(
+    app: Application[Any], start: int, head: int, topics: list[str], limit: int
+) -> tuple[list[Notification], int]:
+    """Up to `limit` notifications of `topics` after `start`, up to `head`, and how far the
+    read got: the last one's id when the batch is full, else `head` (nothing else of interest
+    lies before it)."""
+    notifications: list[Notification] = list(
+        app.recorder.select_notifications(
+            start=start, limit=limit, stop=head, topics=topics, inclusive_of_start=False
+        )
+    )
+    return notifications, notifications[-1].id if len(notifications) >= limit else head
 
 
 def positions(db: SqlDatabase) -> dict[str, int]:

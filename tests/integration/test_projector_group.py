@@ -1,7 +1,9 @@
 """Read models followed together (projections.runner.ProjectorGroup): one read of the log and
 one transaction per batch, with each read model still on its own position."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +24,30 @@ def record(runtime: Runtime, account: tuple[int, str]) -> History:
     for process in runtime.processes:
         process.catch_up()
     return history
+
+
+@contextlib.contextmanager
+def broken_stats(runtime: Runtime) -> Iterator[None]:
+    """The stats read model fails on every batch until the block ends."""
+    stats = runtime.stats.projection
+
+    def broken(db: Any, cursor: Any, events: list[tuple[int, Any]]) -> None:
+        raise RuntimeError("a bug in the stats")
+
+    original = stats.apply
+    stats.apply = broken  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        stats.apply = original  # type: ignore[method-assign]
+
+
+def assert_as_rebuilt(runtime: Runtime) -> None:
+    """Every read model holds what a rebuild from the log gives: nothing missed, nothing
+    applied twice."""
+    followed = checksums(runtime)
+    rebuild(runtime.projectors)
+    assert checksums(runtime) == followed
 
 
 def follow(runtime: Runtime, batch_size: int = 4) -> int:
@@ -61,9 +87,7 @@ def test_a_read_model_ahead_of_the_others_gets_only_what_it_has_not_seen(
         process.catch_up()
     assert 0 < runtime.stats.position() < runtime.store.head()
     follow(runtime, batch_size=10**6)  # one batch: it starts before the stats
-    together = checksums(runtime)
-    rebuild(runtime.projectors)
-    assert checksums(runtime) == together  # nothing applied twice, nothing missed
+    assert_as_rebuilt(runtime)
 
 
 def test_a_position_moved_by_another_process_drops_that_read_model_from_the_batch(
@@ -90,27 +114,15 @@ def test_a_position_moved_by_another_process_drops_that_read_model_from_the_batc
     monkeypatch.undo()
     top = runtime.store.head()
     assert all(p.position() == top for p in runtime.projectors)
-    together = checksums(runtime)
-    rebuild(runtime.projectors)
-    assert checksums(runtime) == together  # the stats were not counted twice
+    assert_as_rebuilt(runtime)  # the stats were not counted twice
 
 
 def test_a_failing_read_model_holds_up_only_itself(
     runtime: Runtime, account: tuple[int, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     record(runtime, account)
-    stats = runtime.stats.projection
-    original = stats.apply
-
-    def broken(db: Any, cursor: Any, events: list[tuple[int, Any]]) -> None:
-        raise RuntimeError("a bug in the stats")
-
-    stats.apply = broken  # type: ignore[method-assign]
-    try:
-        with caplog.at_level(logging.ERROR, logger="postline.projections"):
-            runtime.read_models.run_once()
-    finally:
-        stats.apply = original  # type: ignore[method-assign]
+    with broken_stats(runtime), caplog.at_level(logging.ERROR, logger="postline.projections"):
+        runtime.read_models.run_once()
     head = runtime.store.head()
     others = [p for p in runtime.projectors if p is not runtime.stats]
     assert all(p.position() == head for p in others)  # (one batch holds the whole log)
@@ -121,41 +133,28 @@ def test_a_failing_read_model_holds_up_only_itself(
     runtime.stats._retry_at = 0.0
     runtime.read_models.run_once()
     assert runtime.stats.position() == head
-    together = checksums(runtime)
-    rebuild(runtime.projectors)
-    assert checksums(runtime) == together
+    assert_as_rebuilt(runtime)
 
 
 def test_a_read_model_that_keeps_failing_does_not_hold_up_the_others(
     runtime: Runtime, account: tuple[int, str]
 ) -> None:
     record(runtime, account)
-    stats = runtime.stats.projection
-    original = stats.apply
-
-    def broken(db: Any, cursor: Any, events: list[tuple[int, Any]]) -> None:
-        raise RuntimeError("a bug in the stats")
-
-    stats.apply = broken  # type: ignore[method-assign]
     group = runtime.read_models
     group.batch_size = 3
     head = runtime.store.head()
     others = [p for p in runtime.projectors if p is not runtime.stats]
-    try:
+    with broken_stats(runtime):
         for _ in range(200):  # each round as if its time to sit out had passed
             runtime.stats._retry_at = 0.0
             group.run_once()
             if all(p.position() == head for p in others):
                 break
-    finally:
-        stats.apply = original  # type: ignore[method-assign]
     assert all(p.position() == head for p in others)
     assert runtime.stats.position() == 0
     runtime.stats._retry_at = 0.0
     follow(runtime, batch_size=3)
-    together = checksums(runtime)
-    rebuild(runtime.projectors)
-    assert checksums(runtime) == together
+    assert_as_rebuilt(runtime)
 
 
 def test_a_read_model_far_behind_catches_up_without_holding_up_the_others(
@@ -182,6 +181,4 @@ def test_a_read_model_far_behind_catches_up_without_holding_up_the_others(
     assert runtime.email_logs.position() > level  # not waiting for the stats
     assert 0 < runtime.stats.position() < level  # which took a batch of their own
     follow(runtime, batch_size=3)
-    together = checksums(runtime)
-    rebuild(runtime.projectors)
-    assert checksums(runtime) == together
+    assert_as_rebuilt(runtime)
