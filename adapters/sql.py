@@ -176,6 +176,14 @@ class SqlDatabase:
             return False
         return True
 
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """`column` equal to one of `values`, as a condition written with `?` and its
+        parameters: an array on PostgreSQL (one plan, whatever the count), a list of
+        parameters on SQLite (at most SQLITE_VARIABLE_LIMIT of them)."""
+        if self.dialect == "postgres":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
     def execute_each(
         self,
         cursor: Any,

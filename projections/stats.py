@@ -246,12 +246,9 @@ def _message_row(message_id: str, m: _Message) -> tuple[Any, ...]:
 def _load_messages(db: SqlDatabase, cursor: Any, ids: Sequence[str]) -> dict[str, _Message]:
     found: dict[str, _Message] = {}
     for start in range(0, len(ids), _LOAD_CHUNK):
-        chunk = ids[start : start + _LOAD_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        cursor.execute(
-            db.prepare(f"SELECT * FROM {{stats_messages}} WHERE message_id IN ({marks})"),  # noqa: S608
-            list(chunk),
-        )
+        where, values = db.one_of("message_id", ids[start : start + _LOAD_CHUNK])
+        statement = db.prepare("SELECT * FROM {stats_messages} WHERE " + where)  # noqa: S608
+        cursor.execute(statement, values)
         for row in cursor.fetchall():
             found[row["message_id"]] = _Message(
                 account_id=int(row["account_id"]),

@@ -98,19 +98,12 @@ def matching(
     keys = sorted({email.lower() for email in emails})
     found: dict[tuple[int, str], list[tuple[str | None, str, str]]] = {}
     for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        if db.dialect == "postgres":
-            where, values = "email_key = ANY(%s)", [chunk]
-        else:
-            where, values = f"email_key IN ({', '.join('?' * len(chunk))})", chunk
-        cursor.execute(
-            db.prepare(
-                "SELECT account_id, email_key, domain, stream, type FROM {suppressions}"
-                " WHERE active = 1 AND "
-            )
-            + where,
-            values,
+        where, values = db.one_of("email_key", keys[start : start + 500])
+        statement = db.prepare(
+            "SELECT account_id, email_key, domain, stream, type FROM {suppressions}"  # noqa: S608
+            " WHERE active = 1 AND " + where
         )
+        cursor.execute(statement, values)
         for row in cursor.fetchall():
             scope = (row["domain"], row["stream"], row["type"])
             found.setdefault((int(row["account_id"]), row["email_key"]), []).append(scope)
