@@ -82,6 +82,17 @@ class GroupCommitter:
         self._enqueue(_Pending(events, blobs, future, loop))
         await future
 
+    async def commit_each(self, writes: Sequence[list[Any]]) -> list[BaseException | None]:
+        """Await the durable commit of several independent writes, queued together so that
+        they share a transaction: each one's error (Conflict, StoreUnavailable) or None. A
+        write that conflicts fails alone (see `_write`)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for events in writes:
+            futures.append(future := loop.create_future())
+            self._enqueue(_Pending(events, (), future, loop))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
     def _enqueue(self, pending: _Pending) -> None:
         """Queue a write; it is committed once the writer thread runs (see `start`)."""
         self._queue.put(pending)

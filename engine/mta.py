@@ -609,55 +609,37 @@ class Mta:
         return _Outcome(message, event, retry_at)
 
     async def _record_outcomes(self) -> None:
-        """Commit the outcomes gathered so far, in one write, and move the queue on; again
-        while more came meanwhile. A conflict (another worker recorded one of them) sends
-        them one by one; a store that is down leaves them to their leases."""
+        """Commit the outcomes gathered so far, together, and move the queue on; again while
+        more came meanwhile. One that conflicts (another worker recorded that attempt) fails
+        alone; one that is not recorded is left to its lease, and tried again."""
         while self._outcomes:
             outcomes, self._outcomes = self._outcomes, []
-            try:
-                recorded = await self._commit_outcomes(outcomes)
-            except Exception:  # a bug: their leases run out, and they are tried again
-                log.exception("outcomes of %d messages not recorded", len(outcomes))
-                recorded = []
-            for outcome in recorded:
-                message, retry_at = outcome.message, outcome.retry_at
-                if retry_at is None:
-                    self._finished.append(message.message_id)
-                else:
-                    self._retries.append(
-                        (message.message_id, retry_at, message.attempts + 1, message.version + 1)
-                    )
-                if isinstance(outcome.event, Message.Delivered):
-                    self.delivered += 1
-                elif retry_at is None:
-                    self.bounced += 1
-                else:
-                    self.soft_bounced += 1
-            for outcome in outcomes:
+            errors = await self.runtime.committer.commit_each([[o.event] for o in outcomes])
+            for outcome, error in zip(outcomes, errors, strict=True):
                 self._forget(outcome.message)
+                message_id = outcome.message.message_id
+                if isinstance(error, Conflict):
+                    log.info("message %s: another worker recorded this attempt", message_id)
+                elif error is not None:
+                    log.warning("outcome of %s not recorded: %s", message_id, error)
+                else:
+                    self._recorded(outcome)
 
-    async def _commit_outcomes(self, outcomes: list["_Outcome"]) -> list["_Outcome"]:
-        """Commit outcomes in one write; those recorded (all, unless some conflict)."""
-        try:
-            await self.runtime.committer.commit([o.event for o in outcomes])
-        except Conflict:
-            alone = await asyncio.gather(*(self._commit_alone(o) for o in outcomes))
-            return [o for o, recorded in zip(outcomes, alone, strict=True) if recorded]
-        except StoreUnavailable as error:
-            log.warning("outcomes of %d messages not recorded: %s", len(outcomes), error)
-            return []
-        return outcomes
-
-    async def _commit_alone(self, outcome: "_Outcome") -> bool:
-        try:
-            await self.runtime.committer.commit([outcome.event])
-        except Conflict:
-            log.info("message %s: another worker recorded this attempt", outcome.message.message_id)
-        except StoreUnavailable as error:
-            log.warning("outcome of %s not recorded: %s", outcome.message.message_id, error)
+    def _recorded(self, outcome: "_Outcome") -> None:
+        """What the queue and the counters learn of a recorded outcome."""
+        message, retry_at = outcome.message, outcome.retry_at
+        if retry_at is None:
+            self._finished.append(message.message_id)
         else:
-            return True
-        return False
+            self._retries.append(
+                (message.message_id, retry_at, message.attempts + 1, message.version + 1)
+            )
+        if isinstance(outcome.event, Message.Delivered):
+            self.delivered += 1
+        elif retry_at is None:
+            self.bounced += 1
+        else:
+            self.soft_bounced += 1
 
     async def _flush_forever(self) -> None:
         renewed = self.clock()

@@ -1,5 +1,6 @@
 """The event store on both databases: events and blobs in one transaction, ordered log."""
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -70,6 +71,20 @@ def test_conflict_in_a_group_fails_only_the_conflicting_writer(runtime: Runtime)
     runtime.committer.start()
     outcomes = [f.exception(10) for f in futures]
     assert [type(o).__name__ if o else None for o in outcomes] == [None, None, "Conflict", None]
+    assert all(runtime.store.get(i) is not None for i in good)
+
+
+def test_writes_committed_together_fail_alone(runtime: Runtime) -> None:
+    taken = uuid.uuid4()
+    runtime.committer.submit([message_event(taken)]).result(10)
+    good = [uuid.uuid4() for _ in range(3)]
+    writes = [
+        [message_event(good[0])],
+        [message_event(taken)],
+        *([message_event(i)] for i in good[1:]),
+    ]
+    errors = asyncio.run(runtime.committer.commit_each(writes))
+    assert [type(e).__name__ if e else None for e in errors] == [None, "Conflict", None, None]
     assert all(runtime.store.get(i) is not None for i in good)
 
 
