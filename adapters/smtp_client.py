@@ -137,14 +137,18 @@ class _Replies(asyncio.Protocol):
             waiter.set_result(None)
 
     @property
+    def _unread(self) -> bool:
+        return bool(self._replies or self._lines or self._buffer)
+
+    @property
     def pending(self) -> bool:
         """Whether the server said something nobody asked for (or closed): a session where
         the next reply read would not be the next command's."""
-        return bool(self._lost or self._replies or self._lines or self._buffer)
+        return self._lost is not None or self._unread
 
     def discard(self) -> bool:
         """Drop whatever was received and not yet read; whether there was anything."""
-        had = bool(self._buffer or self._lines or self._replies)
+        had = self._unread
         self._buffer.clear()
         self._lines.clear()
         self._replies.clear()
@@ -175,7 +179,6 @@ class MxConnection:
         self.address = address
         self.command_timeout = 600.0
         self.extensions: dict[str, str] = {}
-        self.tls = False
         self.deliveries = 0
         self.broken = False
         sock = transport.get_extra_info("sockname")
@@ -286,7 +289,6 @@ class MxConnection:
         if transport is None:
             raise SessionLost("TLS could not be started")
         self._transport = transport
-        self.tls = True
 
     async def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Reply]:
         """One transaction: the reply for each recipient.
@@ -403,8 +405,7 @@ class MxConnection:
         A server that said 354 anyway (pipelined, every recipient refused) gets an empty
         message ended at once; otherwise RSET, unless the server is closing (421).
         """
-        closing = any(r is not None and r.code == 421 for r in (reply, *replies.values()))
-        if closing:
+        if reply is not None and reply.code == 421:  # (a 421 to a recipient comes as `reply`)
             self.broken = True
         else:
             self._replies.arm(self.command_timeout)

@@ -11,6 +11,7 @@ rebuild can create a read model's tables and indexes under other names (`renamed
 live ones and swap them in (projections.replay).
 """
 
+import contextlib
 import copy
 import re
 import sqlite3
@@ -88,11 +89,8 @@ class SqlDatabase:
     def transaction(self, *, commit: bool = True) -> Iterator[Any]:
         """A cursor in a transaction; committed on success when `commit`, else rolled back."""
         if self.dialect == "sqlite":
-            if not commit:
-                with self._sqlite_transaction(commit) as cursor:
-                    yield cursor
-                return
-            with self._write_lock, self._sqlite_transaction(commit) as cursor:
+            writing = self._write_lock if commit else contextlib.nullcontext()
+            with writing, self._sqlite_transaction(commit) as cursor:
                 yield cursor
             return
         with self.datastore.transaction(commit=commit) as cursor:

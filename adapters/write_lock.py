@@ -43,7 +43,9 @@ class WriteLock:
         if self._path is None:
             return
         try:
-            fd = self._file()
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self._fd
             pause = _FIRST_PAUSE
             while True:
                 try:
@@ -69,11 +71,6 @@ class WriteLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
-
-    def _file(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self._path or "", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return self._fd
 
     def close(self) -> None:
         with self._mutex:

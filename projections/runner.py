@@ -232,9 +232,9 @@ class ProjectorGroup:
         start = min(starts[m] for m in members)
         head = self.app.recorder.max_notification_id() or 0
         if head <= start:  # the log stopped growing: write down what was skipped
-            behind = {m: (starts[m], []) for m in members if stored[m] < starts[m]}
-            if behind:
-                self._write(stored, behind)
+            skipped = {m: (starts[m], []) for m in members if stored[m] < starts[m]}
+            if skipped:
+                self._write(stored, skipped)
             return 0
         topics = sorted(frozenset().union(*(m.projection.topics for m in members)))
         notifications, end = read_batch(self.app, start, head, topics, self.batch_size)
@@ -294,20 +294,19 @@ class ProjectorGroup:
 
     def _positions(self, members: list[Projector], cursor: Any = None) -> dict[Projector, int]:
         """The members' stored positions; with `cursor`, read and locked in its transaction."""
-        marks = ", ".join("?" * len(members))
-        statement = self.db.prepare(
-            f"SELECT name, position FROM {{projection_positions}} WHERE name IN ({marks})"  # noqa: S608
-            + (" {for_update}" if cursor is not None else "")
-        )
-        names = [m.projection.name for m in members]
         if cursor is None:
-            with self.db.transaction(commit=False) as read:
-                read.execute(statement, names)
-                rows = read.fetchall()
+            found = positions(self.db)
         else:
-            cursor.execute(statement, names)
-            rows = cursor.fetchall()
-        found = {row["name"]: int(row["position"]) for row in rows}
+            where, names = self.db.one_of("name", [m.projection.name for m in members])
+            cursor.execute(
+                self.db.prepare(
+                    "SELECT name, position FROM {projection_positions} WHERE "  # noqa: S608
+                    + where
+                    + " {for_update}"
+                ),
+                names,
+            )
+            found = {row["name"]: int(row["position"]) for row in cursor.fetchall()}
         return {m: found.get(m.projection.name, -1) for m in members}
 
 
